@@ -1,0 +1,1 @@
+"""The ``asrtk`` command line: one module per command; see ``main.py``."""
