@@ -1,0 +1,74 @@
+"""ServerConfig: every knob of ``asrtk serve``, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.errors import UsageError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str = "tiny"  # preset name, or a path to a custom ASR .onnx file
+    device: str = "auto"
+    workers: int = 1
+    max_batch: int = 8
+    max_wait_ms: float = 10.0
+    max_queue: int = 64
+    max_audio_s: float = 1200.0
+    max_body_mb: float = 100.0
+    data_dir: str | None = None
+    api_key: str | None = None
+    request_timeout_s: float = 300.0
+    drain_timeout_s: float = 30.0
+    threads: int | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UsageError(msg)
+
+        need(0 <= self.port <= 65535, f"--port must be between 0 and 65535, got {self.port}")
+        need(self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda, got {self.device!r}")
+        need(self.workers >= 1, f"--workers must be >= 1, got {self.workers}")
+        need(self.max_batch >= 1, f"--max-batch must be >= 1, got {self.max_batch}")
+        need(self.max_wait_ms >= 0, f"--max-wait-ms must be >= 0, got {self.max_wait_ms}")
+        need(self.max_queue >= 1, f"--max-queue must be >= 1, got {self.max_queue}")
+        need(self.max_audio_s > 0, f"--max-audio-s must be > 0, got {self.max_audio_s}")
+        need(self.max_body_mb > 0, f"--max-body-mb must be > 0, got {self.max_body_mb}")
+        need(self.request_timeout_s > 0, f"--request-timeout-s must be > 0, got {self.request_timeout_s}")
+        need(self.drain_timeout_s >= 0, f"--drain-timeout-s must be >= 0, got {self.drain_timeout_s}")
+        need(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
+        need(self.log_level in LOG_LEVELS, f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        need(self.api_key is None or self.api_key != "", "--api-key must not be empty (leave it out to disable auth)")
+        if self.data_dir is not None:
+            need(Path(self.data_dir).is_dir(), f"--data-dir {self.data_dir} is not a directory; create it or fix the path")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def model_is_path(self) -> bool:
+        return self.model.endswith(".onnx") or "/" in self.model or Path(self.model).is_file()
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ServerConfig":
+        return cls(**json.loads(text))
+
+    def replace(self, **changes: object) -> "ServerConfig":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
