@@ -1,0 +1,412 @@
+"""The one input every generator reads: :class:`OpsSpec`, a validated value object.
+
+It is built from a plan (``asrtk.plan/v1``, already parsed into a dict: no files here),
+from command-line flags (``--upstream HOST:PORT[:weight]``, ``--target-qps``,
+``--slo p95=1.5s``), or from the documented defaults (:func:`default_spec`, which the
+checked-in artifacts under ``alerts/`` and ``dashboards/grafana/`` are generated from).
+
+Every number a generator writes can be traced: ``spec.source(field)`` says where it came
+from (a plan key, a flag, or "default: ..."), and generated files quote it in comments.
+
+Defaults for keys a hand-written plan may leave out:
+
+================================  ====================================================
+key                               default
+================================  ====================================================
+``target.qps``                    required (no default: nothing can be sized without it)
+``target.route``                  ``/recognize``
+``slo.percentile`` / ``latency_s``  0.95 / 1.5 s
+``slo.max_error_rate``            0.01
+``headroom``                      0.8 (planned capacity = target / headroom without node data)
+``fleet``                         required unless ``--upstream`` flags are given
+``fleet[].weight`` / ``backup``   1 / false
+``latency_s.p50|p95|p99|max``     absent: proxy timeouts fall back to documented defaults
+``request.max_body_bytes``        100 MiB (the reference server's ``--max-body-mb`` default)
+``request.streaming``             false (no WebSocket location)
+================================  ====================================================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reference_server.metrics_spec import LATENCY_BUCKETS_S
+from toolkit.errors import ConfigError, UsageError
+
+PLAN_SCHEMA = "asrtk.plan/v1"
+DEFAULT_ROUTE = "/recognize"
+DEFAULT_PERCENTILE = 0.95
+DEFAULT_LATENCY_S = 1.5
+DEFAULT_MAX_ERROR_RATE = 0.01
+DEFAULT_HEADROOM = 0.8
+DEFAULT_MAX_BODY_BYTES = 100 * 2**20  # reference server --max-body-mb default
+DEFAULT_TARGET_QPS = 100.0  # only for default_spec(): the checked-in artifacts
+GPU_EXPORTER_PORT = 9400  # dcgm-exporter's port, which `asrtk gpu-exporter` uses too
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One inference server behind the load balancer."""
+
+    address: str  # host:port as nginx and Prometheus write it ([v6]:port for IPv6)
+    weight: int = 1
+    backup: bool = False
+    name: str = ""
+    node_type: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.address.rsplit(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class OpsSpec:
+    """What the generators need to know about one service. Build with the ``from_*`` helpers."""
+
+    upstreams: tuple[Upstream, ...]
+    target_qps: float
+    planned_capacity_rps: float
+    route: str = DEFAULT_ROUTE
+    slo_percentile: float = DEFAULT_PERCENTILE
+    slo_latency_s: float = DEFAULT_LATENCY_S  # as requested; see slo_threshold_s
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_max_s: float | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    streaming: bool = False
+    job: str = "asrtk"
+    gpu_job: str = "asrtk-gpu"
+    gpu_exporter_port: int = GPU_EXPORTER_PORT
+    loadgen_targets: tuple[str, ...] = ()
+    listen: str = "8080"
+    server_name: str = "_"
+    status_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    max_fails: int = 3
+    fail_timeout_s: int = 10
+    retry_non_idempotent: bool = False
+    scrape_interval_s: int = 15
+    runbook_url: str = ""
+    origin: str = "defaults"
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = self.origin
+        if not self.upstreams:
+            raise ConfigError(f"{where}: no upstream servers; give fleet entries or --upstream HOST:PORT")
+        if all(u.backup for u in self.upstreams):
+            raise ConfigError(f"{where}: every upstream is a backup; at least one must be active")
+        seen: set[str] = set()
+        for i, u in enumerate(self.upstreams):
+            if u.address in seen:
+                raise ConfigError(f"{where}: upstream {u.address} is listed twice; list each server once")
+            seen.add(u.address)
+            if u.weight < 1:
+                raise ConfigError(f"{where}: upstream {i} ({u.address}) weight must be an integer >= 1, got {u.weight}")
+        _positive(where, "target qps", self.target_qps)
+        _positive(where, "planned capacity rps", self.planned_capacity_rps)
+        if not 0.0 < self.slo_percentile < 1.0:
+            raise ConfigError(f"{where}: slo percentile must be in (0, 1), e.g. 0.95, got {self.slo_percentile}")
+        if not 0.0 < self.max_error_rate < 1.0:
+            raise ConfigError(f"{where}: slo max_error_rate must be in (0, 1), e.g. 0.01, got {self.max_error_rate}")
+        _positive(where, "slo latency_s", self.slo_latency_s)
+        if self.slo_latency_s > LATENCY_BUCKETS_S[-1]:
+            raise ConfigError(
+                f"{where}: slo latency {self.slo_latency_s:g} s is above the top latency bucket "
+                f"({LATENCY_BUCKETS_S[-1]:g} s); no histogram can measure it, choose <= {LATENCY_BUCKETS_S[-1]:g} s"
+            )
+        for name in ("latency_p50_s", "latency_p95_s", "latency_p99_s", "latency_max_s"):
+            v = getattr(self, name)
+            if v is not None:
+                _positive(where, name, v)
+        if self.max_body_bytes <= 0:
+            raise ConfigError(f"{where}: request.max_body_bytes must be > 0, got {self.max_body_bytes}")
+        if not self.route.startswith("/"):
+            raise ConfigError(f"{where}: target route must start with '/', got {self.route!r}")
+
+    # -- derived figures -------------------------------------------------------------------
+
+    @property
+    def slo_threshold_s(self) -> float:
+        """The latency SLO snapped up to the next histogram bucket boundary."""
+        return snap_to_bucket(self.slo_latency_s)
+
+    @property
+    def slo_snapped(self) -> bool:
+        return not math.isclose(self.slo_threshold_s, self.slo_latency_s)
+
+    @property
+    def active(self) -> tuple[Upstream, ...]:
+        return tuple(u for u in self.upstreams if not u.backup)
+
+    @property
+    def backups(self) -> tuple[Upstream, ...]:
+        return tuple(u for u in self.upstreams if u.backup)
+
+    @property
+    def percentile_label(self) -> str:
+        return f"p{self.slo_percentile * 100:g}"
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+    def with_overrides(self, **changes: Any) -> "OpsSpec":
+        """A copy with fields replaced; sources of replaced fields become 'command line'."""
+        sources = dict(self.sources)
+        for k in changes:
+            sources[k] = "command line"
+        return replace(self, **changes, sources=sources)
+
+
+def _positive(where: str, what: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{where}: {what} must be a number > 0, got {value!r}")
+
+
+def snap_to_bucket(latency_s: float) -> float:
+    """The smallest boundary of ``LATENCY_BUCKETS_S`` that is >= ``latency_s``."""
+    for b in LATENCY_BUCKETS_S:
+        if b >= latency_s - 1e-12:
+            return b
+    raise ConfigError(
+        f"slo latency {latency_s:g} s is above the top latency bucket ({LATENCY_BUCKETS_S[-1]:g} s)"
+    )
+
+
+# -- parsing helpers (flags) ---------------------------------------------------------------
+
+_SLO_RE = re.compile(r"^\s*p(\d+(?:\.\d+)?)\s*=\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$", re.IGNORECASE)
+_ADDR_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})(?::(\d+))?$")
+
+
+def parse_slo(text: str) -> tuple[float, float]:
+    """``"p95=1.5s"`` -> ``(0.95, 1.5)``; ``"p99=800ms"`` -> ``(0.99, 0.8)``."""
+    m = _SLO_RE.match(text)
+    if not m:
+        raise UsageError(f"--slo {text!r} is not understood; write it like p95=1.5s or p99=800ms")
+    pct = float(m.group(1)) / 100.0
+    value = float(m.group(2))
+    unit = (m.group(3) or "s").lower()
+    seconds = value / 1000.0 if unit == "ms" else value * 60.0 if unit == "m" else value
+    if not 0.0 < pct < 1.0 or seconds <= 0:
+        raise UsageError(f"--slo {text!r}: percentile must be between p1 and p99.9 and latency > 0")
+    return pct, seconds
+
+
+def parse_rate(text: str, flag: str = "--max-error-rate") -> float:
+    """``"1%"`` -> 0.01, ``"0.01"`` -> 0.01."""
+    t = text.strip()
+    try:
+        value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is not a number; write 1% or 0.01") from None
+    if not 0.0 < value < 1.0:
+        raise UsageError(f"{flag} {text!r} must be between 0 and 100%, e.g. 1%")
+    return value
+
+
+def parse_upstream(text: str, backup: bool = False) -> Upstream:
+    """``HOST:PORT[:WEIGHT]`` (``[::1]:8000:2`` for IPv6)."""
+    m = _ADDR_RE.match(text.strip())
+    flag = "--backup" if backup else "--upstream"
+    if not m:
+        raise UsageError(f"{flag} {text!r} is not HOST:PORT[:WEIGHT], e.g. gpu-1:8000:55")
+    port = int(m.group(2))
+    if not 0 < port < 65536:
+        raise UsageError(f"{flag} {text!r}: port must be 1-65535")
+    weight = int(m.group(3)) if m.group(3) else 1
+    if weight < 1:
+        raise UsageError(f"{flag} {text!r}: weight must be >= 1")
+    address = f"{m.group(1)}:{port}"
+    return Upstream(address=address, weight=weight, backup=backup, name=address)
+
+
+# -- builders ------------------------------------------------------------------------------
+
+def default_spec() -> OpsSpec:
+    """The spec of the checked-in artifacts: placeholders a user regenerates from a plan."""
+    return OpsSpec(
+        upstreams=(Upstream("asrtk-1:8000", name="asrtk-1"), Upstream("asrtk-2:8000", name="asrtk-2")),
+        target_qps=DEFAULT_TARGET_QPS,
+        planned_capacity_rps=DEFAULT_TARGET_QPS / DEFAULT_HEADROOM,
+        origin="defaults",
+        sources={
+            "target_qps": f"default {DEFAULT_TARGET_QPS:g} r/s (no plan: regenerate with --plan plan.yaml)",
+            "planned_capacity_rps": f"default: target / headroom {DEFAULT_HEADROOM:g}",
+            "slo_latency_s": "default p95 <= 1.5 s",
+            "max_error_rate": "default 1%",
+        },
+    )
+
+
+def from_flags(
+    upstreams: Sequence[str],
+    backups: Sequence[str] = (),
+    target_qps: float | None = None,
+    slo: str | None = None,
+    max_error_rate: str | None = None,
+    capacity_rps: float | None = None,
+    headroom: float = DEFAULT_HEADROOM,
+    route: str = DEFAULT_ROUTE,
+    max_body_bytes: int | None = None,
+    streaming: bool = False,
+    latency_max_s: float | None = None,
+) -> OpsSpec:
+    """A spec from ``--upstream`` flags instead of a plan (no measured tail: default timeouts)."""
+    if target_qps is None:
+        raise UsageError("--target-qps is required without --plan, e.g. --target-qps 300")
+    if not 0.0 < headroom <= 1.0:
+        raise UsageError(f"--headroom must be in (0, 1], got {headroom}")
+    ups = tuple(parse_upstream(u) for u in upstreams) + tuple(parse_upstream(b, backup=True) for b in backups)
+    sources: dict[str, str] = {"target_qps": f"--target-qps {target_qps:g}"}
+    kwargs: dict[str, Any] = {}
+    if slo:
+        pct, lat = parse_slo(slo)
+        kwargs.update(slo_percentile=pct, slo_latency_s=lat)
+        sources["slo_latency_s"] = f"--slo {slo}"
+    if max_error_rate:
+        kwargs["max_error_rate"] = parse_rate(max_error_rate)
+        sources["max_error_rate"] = f"--max-error-rate {max_error_rate}"
+    if capacity_rps is not None:
+        cap = capacity_rps
+        sources["planned_capacity_rps"] = f"--capacity-rps {capacity_rps:g}"
+    else:
+        cap = target_qps / headroom
+        sources["planned_capacity_rps"] = f"target {target_qps:g} r/s / headroom {headroom:g} (no measured capacity)"
+    if max_body_bytes is not None:
+        kwargs["max_body_bytes"] = max_body_bytes
+        sources["max_body_bytes"] = "command line"
+    if latency_max_s is not None:
+        kwargs["latency_max_s"] = latency_max_s
+        sources["latency_max_s"] = "command line"
+    return OpsSpec(
+        upstreams=ups, target_qps=float(target_qps), planned_capacity_rps=float(cap), route=route,
+        streaming=streaming, origin="command line", sources=sources, **kwargs,
+    )
+
+
+def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
+    """A spec from a parsed ``asrtk.plan/v1`` document; absent keys take the documented defaults."""
+    if not isinstance(plan, Mapping):
+        raise ConfigError(f"{name}: expected a mapping at the top level (asrtk.plan/v1), got {type(plan).__name__}")
+    schema = plan.get("schema")
+    if schema is not None and schema != PLAN_SCHEMA:
+        raise ConfigError(f"{name}: schema is {schema!r}; this asrtk reads {PLAN_SCHEMA!r} (re-run asrtk plan)")
+    sources: dict[str, str] = {}
+    target = _section(plan, "target", name)
+    slo = _section(plan, "slo", name)
+    latency = _section(plan, "latency_s", name)
+    request = _section(plan, "request", name)
+
+    target_qps = _num(target, "qps", name, "target.qps")
+    if target_qps is None:
+        raise ConfigError(f"{name}: target.qps is missing; add it (the QPS the fleet is sized for)")
+    sources["target_qps"] = f"{name} target.qps = {target_qps:g}"
+    route = str(target.get("route") or DEFAULT_ROUTE)
+    sources["route"] = f"{name} target.route" if "route" in target else f"default {DEFAULT_ROUTE}"
+
+    kwargs: dict[str, Any] = {}
+    pct = _num(slo, "percentile", name, "slo.percentile")
+    lat = _num(slo, "latency_s", name, "slo.latency_s")
+    if pct is not None:
+        kwargs["slo_percentile"] = pct
+    if lat is not None:
+        kwargs["slo_latency_s"] = lat
+    sources["slo_latency_s"] = (
+        f"{name} slo (p{(pct or DEFAULT_PERCENTILE) * 100:g} <= {lat if lat is not None else DEFAULT_LATENCY_S:g} s)"
+        + ("" if pct is not None and lat is not None else ", defaults for missing keys")
+    )
+    err = _num(slo, "max_error_rate", name, "slo.max_error_rate")
+    if err is not None:
+        kwargs["max_error_rate"] = err
+        sources["max_error_rate"] = f"{name} slo.max_error_rate = {err:g}"
+    else:
+        sources["max_error_rate"] = "default 1% (slo.max_error_rate absent)"
+
+    for key in ("p50", "p95", "p99", "max"):
+        v = _num(latency, key, name, f"latency_s.{key}")
+        if v is not None:
+            kwargs[f"latency_{key}_s"] = v
+            sources[f"latency_{key}_s"] = f"{name} latency_s.{key} = {v:g} s (measured near the planned point)"
+
+    body = request.get("max_body_bytes")
+    if body is not None:
+        if isinstance(body, bool) or not isinstance(body, int) or body <= 0:
+            raise ConfigError(f"{name}: request.max_body_bytes must be a positive integer, got {body!r}")
+        kwargs["max_body_bytes"] = body
+        sources["max_body_bytes"] = f"{name} request.max_body_bytes = {body} (largest upload of the scenario)"
+    else:
+        sources["max_body_bytes"] = "default 100 MiB (reference server --max-body-mb; request.max_body_bytes absent)"
+    streaming = request.get("streaming", False)
+    if not isinstance(streaming, bool):
+        raise ConfigError(f"{name}: request.streaming must be true or false, got {streaming!r}")
+
+    node_caps: dict[str, float] = {}
+    for i, nt in enumerate(plan.get("node_types") or []):
+        if isinstance(nt, Mapping) and nt.get("name") is not None:
+            cap = _num(nt, "capacity_rps", name, f"node_types[{i}].capacity_rps")
+            if cap is not None:
+                node_caps[str(nt["name"])] = cap
+
+    fleet = plan.get("fleet")
+    if not fleet:
+        raise ConfigError(f"{name}: fleet is missing or empty; add upstream entries or pass --upstream HOST:PORT")
+    if not isinstance(fleet, list):
+        raise ConfigError(f"{name}: fleet must be a list of {{name, address, weight, backup}}")
+    ups = []
+    for i, entry in enumerate(fleet):
+        if not isinstance(entry, Mapping) or not entry.get("address"):
+            raise ConfigError(f"{name}: fleet[{i}].address is missing; write it as host:port")
+        address = str(entry["address"])
+        if not _ADDR_RE.match(address) or _ADDR_RE.match(address).group(3):  # type: ignore[union-attr]
+            raise ConfigError(f"{name}: fleet[{i}].address {address!r} is not host:port")
+        weight = entry.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise ConfigError(f"{name}: fleet[{i}].weight must be an integer >= 1, got {weight!r}")
+        backup = entry.get("backup", False)
+        if not isinstance(backup, bool):
+            raise ConfigError(f"{name}: fleet[{i}].backup must be true or false, got {backup!r}")
+        ups.append(Upstream(address=address, weight=weight, backup=backup,
+                            name=str(entry.get("name") or address), node_type=str(entry.get("node_type") or "")))
+
+    headroom = _num(plan, "headroom", name, "headroom") or DEFAULT_HEADROOM
+    active = [u for u in ups if not u.backup]
+    if active and all(u.node_type in node_caps for u in active):
+        capacity = sum(node_caps[u.node_type] for u in active)
+        parts = " + ".join(f"{u.name} {node_caps[u.node_type]:g}" for u in active)
+        sources["planned_capacity_rps"] = (
+            f"sum of measured capacity of the active fleet ({name} node_types[].capacity_rps): "
+            + (parts if len(active) <= 4 else f"{len(active)} nodes") + f" = {capacity:g} r/s"
+        )
+    else:
+        capacity = target_qps / headroom
+        sources["planned_capacity_rps"] = (
+            f"target {target_qps:g} r/s / headroom {headroom:g} ({name} has no node_types capacity for every active node)"
+        )
+    return OpsSpec(
+        upstreams=tuple(ups), target_qps=target_qps, planned_capacity_rps=capacity, route=route,
+        streaming=streaming, origin=name, sources=sources, **kwargs,
+    )
+
+
+def _section(doc: Mapping[str, Any], key: str, name: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: {key} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _num(doc: Mapping[str, Any], key: str, name: str, path: str) -> float | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name}: {path} must be a number, got {value!r}")
+    return float(value)
