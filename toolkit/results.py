@@ -1,0 +1,293 @@
+"""The results store: one directory per run, files with fixed names and documented columns.
+
+``<out>/<run-id>/`` with run-id ``YYYYmmdd-HHMMSS-<scenario>[-N]`` holds ``summary.json``
+(schema ``asrtk.result/v1``, see ``docs/results.md``), ``timeseries.csv`` (per second),
+``latency.hlog`` (HdrHistogram interval log, microseconds), ``telemetry.csv`` (1 Hz host and
+GPU), ``server_metrics.csv`` (scraped target metrics), ``report.html`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import tempfile
+import zlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from toolkit.errors import ConfigError, NoDataError
+
+SCHEMA = "asrtk.result/v1"
+STANDARD_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99)
+
+FILES = {
+    "summary": "summary.json",
+    "timeseries": "timeseries.csv",
+    "latency_log": "latency.hlog",
+    "telemetry": "telemetry.csv",
+    "server_metrics": "server_metrics.csv",
+    "report_html": "report.html",
+    "report_md": "report.md",
+}
+
+TIMESERIES_COLUMNS = [
+    "t_s", "phase", "offered_rps", "achieved_rps", "ok", "errors", "inflight",
+    "p50_s", "p95_s", "p99_s", "max_s", "rtf_p50", "schedule_lag_p99_s", "bytes_sent", "bytes_received",
+]
+TELEMETRY_BASE_COLUMNS = ["t_s", "cpu_percent", "cpu_max_core_percent", "mem_used_bytes", "loadgen_cpu_percent"]
+TELEMETRY_GPU_FIELDS = ["util_ratio", "mem_used_bytes", "mem_total_bytes", "power_watts", "sm_clock_hz",
+                        "temp_celsius"]
+# Long format: one row per scraped sample. ``url`` is the scraped /metrics URL, ``metric`` the sample
+# name, ``labels`` its ``k=v`` pairs joined by ``,``.
+SERVER_METRICS_COLUMNS = ["t_s", "url", "metric", "labels", "value"]
+
+
+def telemetry_columns(gpu_count: int) -> list[str]:
+    """Columns of telemetry.csv for ``gpu_count`` GPUs (``gpu<i>_<field>`` after the host columns)."""
+    return TELEMETRY_BASE_COLUMNS + [f"gpu{i}_{f}" for i in range(gpu_count) for f in TELEMETRY_GPU_FIELDS]
+
+
+TELEMETRY_COLUMNS = TELEMETRY_BASE_COLUMNS + [f"gpu<i>_{f}" for f in TELEMETRY_GPU_FIELDS]
+
+# Dotted keys every summary.json must carry (null is allowed where documented, absence is not).
+REQUIRED_KEYS = (
+    "schema", "run_id", "asrtk_version", "created", "complete", "incomplete_reason",
+    "scenario", "scenario.name", "scenario.source", "scenario.protocol", "scenario.seed",
+    "target", "target.url", "target.embedded", "target.server",
+    "load", "load.mode", "load.offered_rps", "load.achieved_rps", "load.users", "load.processes", "load.stages",
+    "duration_s", "warmup_s",
+    "requests", "requests.total", "requests.ok", "requests.errors", "requests.error_rate", "requests.late_starts",
+    "requests.by_class",
+    "throughput", "throughput.rps", "throughput.audio_s_per_s", "throughput.bytes_sent_per_s",
+    "throughput.bytes_received_per_s",
+    "latency_s", "latency_s.count", "latency_s.min", "latency_s.mean", "latency_s.p50", "latency_s.p90",
+    "latency_s.p95", "latency_s.p99", "latency_s.p999", "latency_s.max",
+    "rtf", "stream",
+    "slo", "slo.passed", "slo.checks",
+    "loadgen", "loadgen.valid", "loadgen.warnings", "loadgen.processes", "loadgen.cpu_max_percent",
+    "loadgen.schedule_lag_p50_s", "loadgen.schedule_lag_p99_s", "loadgen.schedule_lag_max_s",
+    "gpu", "gpu.available", "gpu.reason", "gpu.devices",
+    "host", "host.cores", "host.cpu_mean_percent", "host.cpu_max_percent", "host.memory_used_max_bytes",
+    "server", "files",
+)
+
+
+# ----------------------------------------------------------------------------- run directories
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "run"
+
+
+def new_run_dir(out: Path, scenario: str, now: datetime) -> Path:
+    """Create and return ``out/YYYYmmdd-HHMMSS-<scenario>``, adding ``-2``, ``-3``... when taken."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = f"{now.strftime('%Y%m%d-%H%M%S')}-{_slug(scenario)}"
+    for n in range(1, 10_000):
+        candidate = out / (base if n == 1 else f"{base}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise ConfigError(f"cannot create a run directory under {str(out)!r}: too many runs named {base!r}")
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _finite_json(obj: Any) -> Any:
+    """NaN and infinities are not JSON: they become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON so that readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_finite_json(obj), f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The summary of a run (``run_dir`` may also be the summary.json itself)."""
+    run_dir = Path(run_dir)
+    path = run_dir if run_dir.is_file() else run_dir / FILES["summary"]
+    if not path.is_file():
+        raise NoDataError(f"no {FILES['summary']} in {str(path.parent)!r}; give a run directory written by "
+                          f"`asrtk bench` (see `asrtk results list`)")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{str(path)!r} is not valid JSON ({exc}); the run may have been cut off") from exc
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        got = d.get("schema") if isinstance(d, dict) else type(d).__name__
+        raise ConfigError(f"{str(path)!r} has schema {got!r}, expected {SCHEMA!r}")
+    return d
+
+
+def _get(d: Any, dotted: str) -> tuple[bool, Any]:
+    cur = d
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return False, None
+        cur = cur[part]
+    return True, cur
+
+
+def validate_summary(d: Mapping[str, Any]) -> list[str]:
+    """Problems with a summary: each missing required key (dotted), and a wrong schema."""
+    problems = []
+    for key in REQUIRED_KEYS:
+        present, _ = _get(d, key)
+        if not present:
+            # A key under a null parent (e.g. server: null) is not missing; under a missing
+            # parent it is already reported with the parent.
+            parent = key.rsplit(".", 1)[0] if "." in key else None
+            if parent is not None:
+                ok, value = _get(d, parent)
+                if not ok or value is None:
+                    continue
+            problems.append(f"missing key {key}")
+    if d.get("schema") not in (None, SCHEMA) and _get(d, "schema")[0]:
+        problems.append(f"schema is {d.get('schema')!r}, expected {SCHEMA!r}")
+    return problems
+
+
+def list_runs(out: Path) -> list[dict[str, Any]]:
+    """Runs under ``out``, newest first: run_id, scenario, created, complete, valid, rps, p95_s,
+    slo_passed, path. Directories without a readable v1 summary are skipped."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    runs = []
+    for d in out.iterdir():
+        if not d.is_dir() or not (d / FILES["summary"]).is_file():
+            continue
+        try:
+            s = read_summary(d)
+        except ConfigError:
+            continue
+        runs.append({
+            "run_id": s.get("run_id") or d.name,
+            "scenario": _get(s, "scenario.name")[1],
+            "created": s.get("created"),
+            "complete": bool(s.get("complete")),
+            "valid": _get(s, "loadgen.valid")[1],
+            "rps": _get(s, "throughput.rps")[1],
+            "p95": _get(s, "latency_s.p95")[1],
+            "error_rate": _get(s, "requests.error_rate")[1],
+            "slo_passed": _get(s, "slo.passed")[1],
+            "path": d,
+        })
+    runs.sort(key=lambda r: (str(r["created"] or ""), str(r["run_id"])), reverse=True)
+    return runs
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write rows (dicts) under a header; missing values are empty cells, NaN is empty."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for row in rows:
+            w.writerow([_cell(row.get(c)) for c in columns])
+
+
+def _cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    if isinstance(v, float):
+        return repr(round(v, 9))
+    return v
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a results CSV as dicts; numbers become int/float, empty cells None. Missing file: []."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: _parse(v) for k, v in row.items() if k is not None} for row in csv.DictReader(f)]
+
+
+def _parse(v: str | None) -> Any:
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        pass
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+# ----------------------------------------------------------------------------- latency log
+
+
+def latency_spectrum(hlog_path: Path, warmup_s: float = 0.0,
+                     points: int = 64) -> list[tuple[float, float]] | None:
+    """Percentile spectrum (percentile 0-100, latency seconds) of the measured intervals of a latency.hlog.
+
+    Intervals that start before ``warmup_s`` (timestamps relative to the run start) are skipped.
+    None when the log is missing or holds no values.
+    """
+    from hdrh.histogram import HdrHistogram
+    from hdrh.log import HistogramLogReader
+
+    hlog_path = Path(hlog_path)
+    if not hlog_path.is_file():
+        return None
+    total = HdrHistogram(1, 3_600_000_000, 3)
+    reader = HistogramLogReader(str(hlog_path), HdrHistogram(1, 3_600_000_000, 3))
+    try:
+        for _ in range(1_000_000):  # bounded: a day of 1 s intervals is 86,400
+            h = reader.get_next_interval_histogram()
+            if h is None:
+                break
+            start_s = h.get_start_time_stamp() / 1000.0 - reader.base_time_sec
+            if start_s + 1e-6 >= warmup_s:
+                total.add(h)
+    except (ValueError, TypeError, OSError, zlib.error):  # a damaged log: render without it
+        return None
+    finally:
+        reader.input_file.close()
+    if total.get_total_count() == 0:
+        return None
+    # Log spacing in 1/(1-p), dense in the tail where decisions are made, plus the usual percentiles.
+    grid = {round(100.0 * (1.0 - 10.0 ** (-4.0 * i / (points - 1))), 6) for i in range(points)}
+    grid.update(STANDARD_PERCENTILES)
+    grid.discard(100.0)
+    out = [(p, total.get_value_at_percentile(p) / 1e6) for p in sorted(grid)]
+    out.append((100.0, total.get_max_value() / 1e6))
+    return out
