@@ -18,6 +18,14 @@ from toolkit.cli._common import state
 COMMAND_MODULES = [
     "toolkit.cli.serve",
     "toolkit.cli.doctor",
+    "toolkit.cli.bench",
+    "toolkit.cli.worker",
+    "toolkit.cli.report",
+    "toolkit.cli.results",
+    "toolkit.cli.generate",
+    "toolkit.cli.gpu_exporter",
+    "toolkit.cli.sweep",
+    "toolkit.cli.plan",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,165 @@
+"""Load-generator performance, measured in one run on this machine (prints ratios).
+
+1. asrtk's open-loop request rate per process / plain Locust FastHttpUser's, both saturating
+   one process against a trivial nginx endpoint on loopback (target >= 0.8);
+2. the speed-up of ``--processes 2`` over 1 (target >= 1.7; nginx shares the cores);
+3. schedule-lag p99 at 1,000 req/s (target <= 2 ms);
+4. a server that freezes 1 s every 5 s: asrtk open-loop p95 vs the analytical value, and
+   Locust's own closed-loop p95 for the same server (coordinated omission).
+
+Run: ``python benchmarks/loadgen.py [--seconds 10]``. Needs nginx on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+import latency_server as ls  # noqa: E402
+
+LOCUST_SCRIPT = r"""
+import sys, time, json
+import gevent
+from locust import FastHttpUser, task, constant
+from locust.env import Environment
+url, users, seconds, warm, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+class U(FastHttpUser):
+    host = url
+    concurrency = 1
+    if wait > 0:
+        wait_time = constant(wait)
+    @task
+    def t(self):
+        self.client.post("/work")
+env = Environment(user_classes=[U])
+r = env.create_local_runner()
+r.start(users, spawn_rate=10000)
+gevent.sleep(warm)
+env.stats.reset_all()
+t0 = time.perf_counter()
+gevent.sleep(seconds)
+n = env.stats.total.num_requests
+el = time.perf_counter() - t0
+p95_ms = env.stats.total.get_response_time_percentile(0.95)
+r.quit()
+print(json.dumps({"rps": n / el, "p95_s": p95_ms / 1000.0, "fails": env.stats.total.num_failures}))
+"""
+
+
+def start_nginx(tmp: Path) -> tuple[subprocess.Popen, str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fcgi;
+  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def scenario(tmp: Path, rate: float, seconds: float, warmup: float, inflight: int = 64) -> Path:
+    p = tmp / f"probe-{rate:g}.yaml"
+    p.write_text(f"""name: probe
+protocol: {{kind: http, method: POST, path: /work, body: none}}
+load: {{mode: open, arrival: poisson, rate: {rate}, max_inflight: {inflight}}}
+duration_s: {seconds}
+warmup_s: {warmup}
+seed: 1
+slo: {{latency_s: 1.0}}
+""")
+    return p
+
+
+def asrtk(url: str, scen: Path, out: Path, processes: int = 1) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([sys.executable, "-m", "toolkit", "bench", "-s", str(scen), "--target", url, "--out",
+                        str(out), "--quiet", "--processes", str(processes)], capture_output=True, text=True,
+                       timeout=600, cwd=ROOT)
+    if r.returncode != 0:
+        raise SystemExit(f"asrtk bench failed: {r.stderr[-2000:]}")
+    run = next(p for p in out.iterdir() if p.is_dir())
+    return json.loads((run / "summary.json").read_text())
+
+
+def locust(url: str, users: int, seconds: float, warm: float, wait: float = 0.0) -> dict:
+    r = subprocess.run([sys.executable, "-c", LOCUST_SCRIPT, url, str(users), str(seconds), str(warm), str(wait)],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise SystemExit(f"locust failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10.0)
+    a = ap.parse_args()
+    sec = a.seconds
+    tmp = Path(tempfile.mkdtemp(prefix="asrtk-loadgen-"))
+    nginx, url = start_nginx(tmp)
+    try:
+        loc = locust(url, 64, sec, 2.0)
+        over = scenario(tmp, 20000, sec, 2.0)
+        one = asrtk(url, over, tmp / "r1")
+        two = asrtk(url, over, tmp / "r2", processes=2)
+        lag = asrtk(url, scenario(tmp, 1000, sec, 2.0), tmp / "r3")
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(timeout=10)
+    r1, r2, rl = one["load"]["achieved_rps"], two["load"]["achieved_rps"], loc["rps"]
+    print(f"machine: {os.cpu_count()} cores (nginx 1 worker on the same cores)")
+    print(f"plain Locust FastHttpUser (64 users, 1 process): {rl:8.0f} req/s")
+    print(f"asrtk open loop, 1 process (offered 20000/s):     {r1:8.0f} req/s  ratio {r1 / rl:.2f} (target >= 0.8)")
+    print(f"asrtk open loop, --processes 2:                   {r2:8.0f} req/s  speed-up {r2 / r1:.2f} (target >= 1.7)")
+    lp99 = lag["loadgen"]["schedule_lag_p99_s"]
+    print(f"schedule lag at 1000 req/s: p50 {lag['loadgen']['schedule_lag_p50_s'] * 1000:.2f} ms, "
+          f"p99 {lp99 * 1000:.2f} ms (target <= 2 ms), achieved {lag['load']['achieved_rps']:.0f} req/s, "
+          f"loadgen CPU mean {lag['loadgen']['cpu_mean_percent'] or 0:.0f}%")
+
+    # Coordinated omission: freeze F=1 s every P=5 s, service 5 ms, 160 req/s.
+    proc, furl = ls.start("--freeze-every", "5", "--freeze-s", "1", "--service-ms", "5")
+    try:
+        fr = asrtk(furl, scenario(tmp, 160, 20, 2.0, inflight=512), tmp / "r4")
+    finally:
+        ls.stop(proc)
+    proc, furl = ls.start("--freeze-every", "5", "--freeze-s", "1", "--service-ms", "5")
+    try:
+        lc = locust(furl, 8, 20, 2.0, wait=0.045)  # 8 users x ~20/s ~= 160 req/s while not frozen
+    finally:
+        ls.stop(proc)
+    analytic = 0.005 + 0.75 * 1.0
+    print(f"freeze 1 s every 5 s, service 5 ms: analytical open-loop p95 {analytic * 1000:.0f} ms")
+    print(f"  asrtk open loop at 160 req/s:  p95 {fr['latency_s']['p95'] * 1000:.0f} ms "
+          f"({(fr['latency_s']['p95'] / analytic - 1) * 100:+.1f}% vs analytical), p99 "
+          f"{fr['latency_s']['p99'] * 1000:.0f} ms")
+    print(f"  Locust closed loop (8 users):  p95 {lc['p95_s'] * 1000:.0f} ms at {lc['rps']:.0f} req/s achieved")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

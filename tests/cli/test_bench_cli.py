@@ -1,0 +1,114 @@
+"""``asrtk bench`` / ``asrtk worker``: flags, exit codes and one-line messages on every error path."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from toolkit.cli.bench import parse_headers
+from toolkit.cli.main import app
+from toolkit.errors import UsageError
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def _last_err(result) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_help_lists_the_flags_and_examples() -> None:
+    r = _run("bench", "--help")
+    assert r.exit_code == 0
+    for flag in ("--scenario", "--target", "--rate", "--users", "--duration", "--warmup", "--seed", "--out",
+                 "--audio-dir", "--processes", "--scrape", "--header", "--quiet", "--fail-on-slo", "--model",
+                 "--server-workers"):
+        assert flag in r.stdout, flag
+    assert "asrtk bench --scenario callcenter" in r.stdout
+
+
+def test_bad_header_is_a_usage_error_without_echoing_the_value() -> None:
+    r = _run("bench", "--header", "Bearer-s3cret", "--target", "http://127.0.0.1:9")
+    assert r.exit_code == 2
+    assert _last_err(r) == "error: --header #1 must look like 'Name: value'"
+    assert "s3cret" not in r.stderr
+
+
+def test_parse_headers() -> None:
+    assert parse_headers(["Authorization: Bearer a:b", "X-K:v"]) == {"Authorization": "Bearer a:b", "X-K": "v"}
+    with pytest.raises(UsageError):
+        parse_headers([": nothing"])
+
+
+def test_rate_and_users_together_are_refused() -> None:
+    r = _run("bench", "--rate", "2", "--users", "3", "--target", "http://127.0.0.1:9")
+    assert r.exit_code == 2
+    assert "mutually exclusive" in _last_err(r)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--rate", "-1"], "--rate"),
+    (["--users", "0"], "--users"),
+    (["--duration", "0"], "--duration"),
+    (["--processes", "0"], "--processes must be >= 1"),
+    (["--server-workers", "0"], "--server-workers must be >= 1"),
+])
+def test_bad_numbers_exit_2_naming_the_flag(args: list[str], needle: str) -> None:
+    r = _run("bench", *args, "--target", "http://127.0.0.1:9")
+    assert r.exit_code == 2, r.output
+    assert _last_err(r).startswith("error: ") and needle in _last_err(r)
+
+
+def test_unknown_scenario_lists_the_builtins() -> None:
+    r = _run("bench", "--scenario", "nope", "--target", "http://127.0.0.1:9")
+    assert r.exit_code == 2
+    assert "callcenter" in _last_err(r)
+
+
+def test_invalid_scenario_file_names_file_and_key(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: bad\nprotocol: {kind: recognize}\nload: {mode: open, rate: -5}\nduration_s: 5\n"
+                 "slo: {latency_s: 1}\n")
+    r = _run("bench", "--scenario", str(p), "--target", "http://127.0.0.1:9")
+    assert r.exit_code == 2
+    assert "bad.yaml" in _last_err(r) and "rate" in _last_err(r)
+
+
+def test_bad_target_url_is_a_usage_error(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "toolkit", "bench", "--target", "ftp://x", "--out",
+                        str(tmp_path), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: --target must be an http(s) URL")
+
+
+def test_unreachable_target_exits_1_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run([sys.executable, "-m", "toolkit", "bench", "-s", "mobile", "--target",
+                        f"http://127.0.0.1:{port}", "--out", str(tmp_path), "--quiet"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert err[-1].startswith(f"error: target http://127.0.0.1:{port} is unreachable")
+    assert "Traceback" not in r.stderr
+
+
+def test_worker_rejects_a_bad_port() -> None:
+    r = _run("worker", "--master", "127.0.0.1", "--master-port", "0")
+    assert r.exit_code == 2
+    assert "--master-port" in _last_err(r)
+
+
+def test_cli_import_does_not_pull_in_locust() -> None:
+    code = "import sys, toolkit.cli.main; print('locust' in sys.modules, 'gevent' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == "False False"

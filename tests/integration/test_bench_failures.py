@@ -1,0 +1,158 @@
+"""Failure behaviour: unreachable target, a target dying mid-run, Ctrl-C, secrets, exit codes,
+and several load-generator processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import latency_server as ls
+
+pytestmark = pytest.mark.integration
+
+
+def _scenario(tmp_path: Path, rate: float = 20, duration: float = 6, warmup: float = 1,
+              latency_s: float = 2.0) -> Path:
+    p = tmp_path / "probe.yaml"
+    p.write_text(f"""name: probe
+protocol: {{kind: http, method: POST, path: /work, body: none}}
+load: {{mode: open, rate: {rate}}}
+duration_s: {duration}
+warmup_s: {warmup}
+seed: 1
+slo: {{latency_s: {latency_s}}}
+""")
+    return p
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_target_fails_with_one_line_before_any_load(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    url = f"http://127.0.0.1:{_free_port()}"
+    r = ls.run_bench(["-s", str(_scenario(tmp_path)), "--target", url, "--out", str(out)], timeout_s=60)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: target {url} is unreachable") and "--target" in lines[-1]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_target_dying_mid_run_counts_errors_and_still_writes_results(tmp_path: Path) -> None:
+    proc, url = ls.start("--service-ms", "5")
+    out = tmp_path / "res"
+    bench = subprocess.Popen([sys.executable, "-m", "toolkit", "bench", "-s", str(_scenario(tmp_path)),
+                              "--target", url, "--out", str(out), "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert bench.stdout is not None
+        for line in bench.stdout:  # kill the target once the measured window has started
+            if "measure]" in line:
+                break
+        ls.stop(proc)
+        stdout, stderr = bench.communicate(timeout=120)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+        ls.stop(proc)
+    assert bench.returncode == 0, stderr
+    s = json.loads((ls.run_dir(out) / "summary.json").read_text())
+    assert s["complete"] is True
+    assert s["requests"]["ok"] > 0
+    assert s["requests"]["by_class"].get("connection", 0) > 0, s["requests"]
+    assert s["requests"]["errors"] == sum(s["requests"]["by_class"].values())
+    assert s["slo"]["passed"] is False
+
+
+def test_ctrl_c_stops_the_load_and_writes_partial_results(tmp_path: Path) -> None:
+    proc, url = ls.start("--service-ms", "5")
+    out = tmp_path / "res"
+    bench = subprocess.Popen([sys.executable, "-m", "toolkit", "bench", "-s",
+                              str(_scenario(tmp_path, duration=120)), "--target", url, "--out", str(out),
+                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert bench.stdout is not None
+        for line in bench.stdout:
+            if "measure]" in line:
+                break
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            before = resp.read().decode()
+        time.sleep(0.5)
+        bench.send_signal(signal.SIGINT)
+        stdout, stderr = bench.communicate(timeout=60)
+        time.sleep(0.5)
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            settled = resp.read().decode()
+        time.sleep(1.0)
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            after = resp.read().decode()
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+        ls.stop(proc)
+    assert bench.returncode == 130, stderr
+    assert settled == after != before  # load ran until Ctrl-C, then really stopped
+    s = json.loads((ls.run_dir(out) / "summary.json").read_text())
+    assert s["complete"] is False and s["incomplete_reason"] == "interrupted"
+    assert 0 < s["duration_s"] < 120 and s["requests"]["ok"] > 0
+
+
+def test_header_values_reach_the_target_but_never_the_results(tmp_path: Path) -> None:
+    proc, url = ls.start("--service-ms", "2")
+    out = tmp_path / "res"
+    try:
+        r = ls.run_bench(["-s", str(_scenario(tmp_path, duration=2)), "--target", url, "--out", str(out),
+                          "--header", "Authorization: Bearer s3cr3t-t0ken", "--header", "X-Api-Key: k3y-v4lue"])
+        with urllib.request.urlopen(url + "/authorized", timeout=5) as resp:
+            seen = int(resp.read())
+    finally:
+        ls.stop(proc)
+    assert r.returncode == 0, r.stderr
+    assert seen > 0
+    assert "s3cr3t" not in r.stdout + r.stderr
+    for f in ls.run_dir(out).iterdir():
+        text = f.read_text(errors="replace")
+        assert "s3cr3t" not in text and "k3y-v4lue" not in text, f.name
+
+
+def test_fail_on_slo_exits_3(tmp_path: Path) -> None:
+    proc, url = ls.start("--service-ms", "20")
+    try:
+        r = ls.run_bench(["-s", str(_scenario(tmp_path, duration=2, latency_s=0.005)), "--target", url,
+                          "--out", str(tmp_path / "res"), "--fail-on-slo"])
+    finally:
+        ls.stop(proc)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: SLO failed for scenario 'probe'")
+
+
+def test_two_processes_merge_exactly(tmp_path: Path) -> None:
+    proc, url = ls.start("--service-ms", "5")
+    out = tmp_path / "res"
+    try:
+        r = ls.run_bench(["-s", str(_scenario(tmp_path, rate=40, duration=5, warmup=1)), "--target", url,
+                          "--out", str(out), "--processes", "2"])
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            served = int(float(resp.read().decode().split("test_requests_total")[-1].split()[0]))
+    finally:
+        ls.stop(proc)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    run = ls.run_dir(out)
+    s = json.loads((run / "summary.json").read_text())
+    assert s["load"]["processes"] == 2 and s["loadgen"]["processes"] == 2
+    assert s["requests"]["errors"] == 0 and s["requests"]["ok"] > 100
+    rows = (run / "timeseries.csv").read_text().splitlines()[1:]
+    sent = sum(int(c.split(",")[4]) + int(c.split(",")[5]) for c in rows)
+    assert sent == served  # every request of both workers is in the merged intervals
+    assert s["latency_s"]["p50"] >= 0.005

@@ -1,0 +1,128 @@
+"""Samplers fed with recorded data: host, GPU (NVML shapes), Prometheus scrapes, summaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolkit import nvml
+from toolkit.samplers import (
+    GpuSampler, HostSampler, PrometheusScraper, Telemetry, gpu_summary, host_summary, loadgen_cpu,
+    parse_exposition, server_summary,
+)
+
+
+class RecordedHost:
+    def __init__(self, cores: list[list[float]], loadgen: list[list[float]]) -> None:
+        self.cores, self.loadgen = iter(cores), iter(loadgen)
+
+    def cpu_percent_per_core(self) -> list[float]:
+        return next(self.cores)
+
+    def memory_used_bytes(self) -> int:
+        return 3 << 30
+
+    def loadgen_cpu_percent(self) -> list[float]:
+        return next(self.loadgen)
+
+
+def _gpu(i: int, util: float, used: int) -> nvml.GpuSample:
+    return nvml.GpuSample(index=i, name="NVIDIA H100", uuid=f"GPU-{i}", utilization_ratio=util,
+                          memory_used_bytes=used, memory_total_bytes=80 << 30, power_watts=300.0,
+                          sm_clock_hz=1.98e9, temperature_celsius=60.0)
+
+
+def test_host_sampler_reports_mean_max_core_and_busiest_loadgen_process() -> None:
+    h = HostSampler(RecordedHost([[20.0, 80.0]], [[35.0, 95.0]]))
+    h.extra_loadgen["remote"] = 50.0
+    row = h.sample()
+    assert row["cpu_percent"] == 50.0 and row["cpu_max_core_percent"] == 80.0
+    assert row["loadgen_cpu_percent"] == 95.0 and row["mem_used_bytes"] == 3 << 30
+
+
+def test_gpu_sampler_without_nvml_gives_the_reason() -> None:
+    def unavailable() -> list:
+        raise nvml.NvmlUnavailable("NVML library not found (libnvidia-ml.so): no NVIDIA driver on this machine")
+
+    g = GpuSampler(unavailable)
+    assert g.available is False and "no NVIDIA driver" in g.reason
+    assert g.sample() == {}
+    assert gpu_summary(g, []) == {"available": False, "reason": g.reason, "devices": []}
+
+
+def test_gpu_sampler_columns_and_summary_from_recorded_samples() -> None:
+    readings = iter([[_gpu(0, 0.0, 1 << 30)], [_gpu(0, 0.5, 2 << 30)], [_gpu(0, 1.0, 4 << 30)]])
+    g = GpuSampler(lambda: next(readings))
+    assert g.available
+    rows = [g.sample(), g.sample()]
+    assert rows[0]["gpu0_util_ratio"] == 0.5 and rows[1]["gpu0_mem_used_bytes"] == 4 << 30
+    d = gpu_summary(g, rows)["devices"][0]
+    assert d["util_mean_ratio"] == pytest.approx(0.75) and d["util_max_ratio"] == 1.0
+    assert d["memory_used_max_bytes"] == 4 << 30 and d["memory_total_bytes"] == 80 << 30
+
+
+def _exposition(depth: float, batch_sum: float, batch_count: float, rejected: float) -> str:
+    return f"""# HELP asrtk_queue_depth Items waiting.
+# TYPE asrtk_queue_depth gauge
+asrtk_queue_depth{{model="asr"}} {depth}
+asrtk_queue_depth{{model="tts"}} 1
+# HELP asrtk_batch_size Items per batch.
+# TYPE asrtk_batch_size histogram
+asrtk_batch_size_bucket{{model="asr",le="1.0"}} 0
+asrtk_batch_size_bucket{{model="asr",le="+Inf"}} {batch_count}
+asrtk_batch_size_sum{{model="asr"}} {batch_sum}
+asrtk_batch_size_count{{model="asr"}} {batch_count}
+# HELP asrtk_rejected_requests_total Rejected.
+# TYPE asrtk_rejected_requests_total counter
+asrtk_rejected_requests_total{{route="/recognize",reason="queue_full"}} {rejected}
+"""
+
+
+def test_scraper_parses_and_server_summary_uses_deltas_over_the_window() -> None:
+    pages = iter([_exposition(0, 10, 10, 2), _exposition(7, 40, 20, 5), _exposition(3, 100, 40, 9)])
+    sc = PrometheusScraper("http://t/metrics", fetch=lambda url: next(pages))
+    for t in (1.0, 5.0, 9.0):
+        sc.scrape(t)
+    s = server_summary([sc], t_from=2.0, t_to=9.0)
+    assert s["queue_depth_max"] == 8  # summed over models, max over the window
+    assert s["batch_size_mean"] == pytest.approx((100 - 10) / (40 - 10))
+    assert s["rejected_total"] == 7
+    assert s["inference_s_mean"] is None  # not exposed by this server
+    rows = list(sc.rows())
+    assert {"t_s": 1.0, "url": "http://t/metrics", "metric": "asrtk_queue_depth", "labels": "model=asr",
+            "value": 0.0} in rows
+
+
+def test_scrape_failure_is_counted_not_raised() -> None:
+    def dead(url: str) -> str:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    sc = PrometheusScraper("http://t/metrics", fetch=dead)
+    sc.scrape(1.0)
+    assert sc.failures == 1 and "ConnectionRefused" in (sc.last_error or "")
+    assert server_summary([sc], 0, 10)["queue_depth_max"] is None
+
+
+def test_parse_exposition_handles_labels_and_counters() -> None:
+    got = parse_exposition(_exposition(2, 3, 4, 5))
+    assert ("asrtk_rejected_requests_total", {"route": "/recognize", "reason": "queue_full"}, 5.0) in got
+
+
+def test_telemetry_rows_columns_and_summaries() -> None:
+    tel = Telemetry(HostSampler(RecordedHost([[10, 30], [50, 90]], [[20], [92]])),
+                    GpuSampler(lambda: [_gpu(0, 0.25, 1 << 30)]))
+    tel.tick(1.0)
+    tel.tick(2.0)
+    assert tel.columns()[:5] == ["t_s", "cpu_percent", "cpu_max_core_percent", "mem_used_bytes",
+                                 "loadgen_cpu_percent"]
+    assert "gpu0_util_ratio" in tel.columns()
+    h = host_summary(tel.rows, tel.cores)
+    assert h == {"cores": 2, "cpu_mean_percent": 45.0, "cpu_max_percent": 70.0, "memory_used_max_bytes": 3 << 30}
+    assert loadgen_cpu(tel.rows) == (56.0, 92.0)
+
+
+def test_reference_server_without_rejections_reports_zero_rejected() -> None:
+    page = _exposition(1, 2, 2, 0).split("# HELP asrtk_rejected")[0]
+    sc = PrometheusScraper("http://t/metrics", fetch=lambda url: page)
+    sc.scrape(1.0)
+    sc.scrape(3.0)
+    assert server_summary([sc], 0.5, 3.0)["rejected_total"] == 0

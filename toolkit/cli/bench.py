@@ -1,0 +1,129 @@
+"""``asrtk bench``: load-test a speech service with one scenario and write results/<run-id>/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolkit.cli._common import console, handle_errors
+from toolkit.errors import ThresholdBreached, UsageError
+
+
+def parse_headers(values: list[str]) -> dict[str, str]:
+    """``['Authorization: Bearer x']`` -> dict; UsageError names the bad one (not its value)."""
+    out: dict[str, str] = {}
+    for i, raw in enumerate(values):
+        name, sep, value = raw.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header #{i + 1} must look like 'Name: value'")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def bench(
+    scenario: Annotated[str, typer.Option("--scenario", "-s", help="Built-in scenario name (callcenter, meeting, mobile, funasr, tts, emotion, mixed) or a YAML path.")] = "callcenter",
+    target: Annotated[Optional[str], typer.Option(help="Base URL of the service under test (a path, if any, replaces the scenario's). Default: start the embedded reference server.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Open loop: Poisson arrivals at this many requests/s for the whole run.")] = None,
+    users: Annotated[Optional[int], typer.Option(help="Closed loop: this many concurrent users (streams).")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Measured seconds (after the warm-up).")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help="Warm-up seconds, excluded from every figure.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of arrivals, request choice and the generated corpus.")] = None,
+    out: Annotated[Path, typer.Option(help="Results directory; each run gets <out>/<run-id>/.")] = Path("results"),
+    audio_dir: Annotated[Optional[Path], typer.Option(help="Send these real audio files instead of the generated corpus.")] = None,
+    processes: Annotated[int, typer.Option(help="Load-generator processes (Locust workers under a master); one per free core.")] = 1,
+    expect_workers: Annotated[int, typer.Option(help="Also wait for this many `asrtk worker --master HOST` processes from other machines.")] = 0,
+    master_bind: Annotated[str, typer.Option(help="Interface the master listens on for workers (0.0.0.0 for remote workers).")] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option(help="Master port for workers (0 = free port; remote workers need a fixed one, e.g. 5557).")] = 0,
+    scrape: Annotated[Optional[list[str]], typer.Option(help="Prometheus /metrics URL to scrape at 1 Hz (repeatable). Default: the target's own /metrics when it has one.")] = None,
+    header: Annotated[Optional[list[str]], typer.Option(help="Extra request header 'Name: value' (repeatable); values never reach the results.")] = None,
+    model: Annotated[str, typer.Option(help="Embedded server: model preset.")] = "tiny",
+    server_workers: Annotated[int, typer.Option(help="Embedded server: worker processes.")] = 1,
+    label: Annotated[Optional[str], typer.Option(help="Free-form label stored in summary.json.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines (CI logs) instead of the live view.")] = False,
+    fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="Exit 3 when the SLO failed.")] = False,
+) -> None:
+    """Load-test a speech service and write results/<run-id>/ (summary.json, report.html, ...).
+
+    Latency is measured from each request's intended start (open loop) with exact HDR
+    histograms; the warm-up is excluded. Exit codes: 0 completed, 1 runtime failure,
+    2 bad usage or scenario, 3 SLO failed (with --fail-on-slo), 130 interrupted.
+
+    Examples:
+
+      asrtk bench --scenario callcenter                      # embedded reference server
+
+      asrtk bench -s mobile --target http://10.0.0.5:8000 --rate 20 --duration 120
+
+      asrtk bench -s meeting --users 16 --processes 2 --header 'Authorization: Bearer $TOKEN'
+    """
+    from toolkit.scenario import load_scenario, with_overrides
+
+    if processes < 1:
+        raise UsageError(f"--processes must be >= 1, got {processes}")
+    if server_workers < 1:
+        raise UsageError(f"--server-workers must be >= 1, got {server_workers}")
+    headers = parse_headers(header or [])
+    sc = load_scenario(scenario)
+    sc = with_overrides(sc, rate=rate, users=users, duration_s=duration, warmup_s=warmup, seed=seed,
+                        audio_dir=audio_dir)
+
+    from toolkit.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(
+        scenario=sc, target=target, server_args=["--model", model, "--workers", str(server_workers)],
+        out_dir=out, processes=processes, scrape=list(scrape or []), headers=headers,
+        live=not quiet, quiet=quiet, label=label, expect_workers=expect_workers,
+        master_bind=master_bind, master_port=master_port,
+    )
+    outcome = run_bench(cfg)
+    render_summary(outcome.summary, outcome.run_dir)
+    if not outcome.summary["complete"]:
+        raise typer.Exit(130)
+    if fail_on_slo and not outcome.summary["slo"]["passed"]:
+        raise ThresholdBreached(f"SLO failed for scenario {sc.name!r}; see {outcome.run_dir / 'report.html'}")
+
+
+def _fmt_s(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v * 1000:.1f} ms" if v < 1 else f"{v:.3f} s"
+
+
+def render_summary(s: dict, run_dir: Path) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"asrtk bench: {s['scenario']['name']} ({'complete' if s['complete'] else 'INCOMPLETE'})")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    req, lat, load = s["requests"], s["latency_s"], s["load"]
+    t.add_row("offered / achieved", f"{load['offered_rps'] or 0:.2f} / {load['achieved_rps'] or 0:.2f} req/s")
+    t.add_row("requests ok / errors", f"{req['ok']} / {req['errors']} ({req['error_rate'] * 100:.2f}%)")
+    if req["by_class"]:
+        t.add_row("errors by class", ", ".join(f"{k} {v}" for k, v in req["by_class"].items()))
+    t.add_row("latency p50 / p95 / p99", f"{_fmt_s(lat['p50'])} / {_fmt_s(lat['p95'])} / {_fmt_s(lat['p99'])}")
+    t.add_row("latency max", _fmt_s(lat["max"]))
+    if s.get("rtf"):
+        t.add_row("RTF p50 / p95", f"{s['rtf']['p50']:.4f} / {s['rtf']['p95']:.4f}")
+    if s.get("stream"):
+        st = s["stream"]
+        t.add_row("partial latency p95", _fmt_s(st["partial_latency_s"]["p95"]))
+        t.add_row("final latency p95", _fmt_s(st["final_latency_s"]["p95"]))
+    lg = s["loadgen"]
+    t.add_row("schedule lag p99", _fmt_s(lg["schedule_lag_p99_s"]))
+    t.add_row("load generator", "valid" if lg["valid"] else "[red]INVALID[/red]")
+    slo = s["slo"]
+    for c in slo["checks"]:
+        m = c["measured"]
+        t.add_row(f"SLO {c['name']} <= {c['threshold']:g}",
+                  ("[green]pass[/green] " if c["passed"] else "[red]FAIL[/red] ") + ("-" if m is None else f"{m:.4g}"))
+    console.print(t)
+    for w in lg["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    report = run_dir / "report.html"
+    console.print(f"results: {run_dir}" + (f"\nreport:  {report}" if report.exists() else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(handle_errors(bench))

@@ -1,0 +1,298 @@
+"""Telemetry during a run, at 1 Hz: host (psutil), GPUs (NVML), the target's ``/metrics``.
+
+Every sampler has one method, ``sample() -> dict`` of column -> value, and reads through
+one injected source, so a test can feed it recorded data. Summaries over the measured
+window are pure functions of the collected rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from toolkit import nvml
+
+
+class Sampler(Protocol):
+    def sample(self) -> dict[str, Any]: ...
+
+
+# ------------------------------------------------------------------------------ host
+
+
+class HostSource(Protocol):
+    def cpu_percent_per_core(self) -> list[float]: ...
+    def memory_used_bytes(self) -> int: ...
+    def loadgen_cpu_percent(self) -> list[float]: ...
+
+
+class PsutilSource:
+    """Reads this host. ``loadgen_pids``: the load-generating processes (this one, workers)."""
+
+    def __init__(self, loadgen_pids: Sequence[int] = ()) -> None:
+        import os
+
+        import psutil
+
+        self._psutil = psutil
+        self._procs: dict[int, Any] = {}
+        for pid in [os.getpid(), *loadgen_pids]:
+            self.add_process(pid)
+        psutil.cpu_percent(percpu=True)  # the first call only sets the baseline
+
+    def add_process(self, pid: int) -> None:
+        try:
+            p = self._psutil.Process(pid)
+            p.cpu_percent(None)
+            self._procs[pid] = p
+        except self._psutil.Error:
+            pass
+
+    def cpu_percent_per_core(self) -> list[float]:
+        return list(self._psutil.cpu_percent(percpu=True))
+
+    def memory_used_bytes(self) -> int:
+        vm = self._psutil.virtual_memory()
+        return int(vm.total - vm.available)
+
+    def loadgen_cpu_percent(self) -> list[float]:
+        out = []
+        for pid, p in list(self._procs.items()):
+            try:
+                out.append(float(p.cpu_percent(None)))
+            except self._psutil.Error:
+                self._procs.pop(pid, None)
+        return out
+
+
+class HostSampler:
+    """``cpu_percent`` is the host mean over cores; ``loadgen_cpu_percent`` is the busiest
+    load-generator process in % of one core (one Python process saturates one core)."""
+
+    def __init__(self, source: HostSource) -> None:
+        self.source = source
+        self.extra_loadgen: dict[str, float] = {}  # remote workers report their own CPU
+
+    def sample(self) -> dict[str, Any]:
+        cores = self.source.cpu_percent_per_core() or [0.0]
+        loadgen = self.source.loadgen_cpu_percent() + list(self.extra_loadgen.values())
+        return {
+            "cpu_percent": sum(cores) / len(cores),
+            "cpu_max_core_percent": max(cores),
+            "mem_used_bytes": self.source.memory_used_bytes(),
+            "loadgen_cpu_percent": max(loadgen) if loadgen else None,
+            "_cores": len(cores),
+        }
+
+
+# ------------------------------------------------------------------------------- GPU
+
+
+class GpuSampler:
+    """NVML on the load host. ``available`` is False (with ``reason``) where NVML cannot run."""
+
+    def __init__(self, read: Callable[[], list[nvml.GpuSample]] = nvml.sample_all) -> None:
+        self.read = read
+        self.names: dict[int, str] = {}
+        try:
+            first = read()
+            self.available = True
+            self.reason = f"{len(first)} GPU(s) via NVML" if first else "NVML sees no GPU"
+            self.available = bool(first)
+            self.names = {s.index: s.name for s in first}
+        except nvml.NvmlUnavailable as exc:
+            self.available = False
+            self.reason = str(exc)
+
+    def sample(self) -> dict[str, Any]:
+        if not self.available:
+            return {}
+        try:
+            samples = self.read()
+        except nvml.NvmlUnavailable:
+            return {}
+        row: dict[str, Any] = {}
+        for s in samples:
+            p = f"gpu{s.index}_"
+            row[p + "util_ratio"] = s.utilization_ratio
+            row[p + "mem_used_bytes"] = s.memory_used_bytes
+            row[p + "mem_total_bytes"] = s.memory_total_bytes
+            row[p + "power_watts"] = s.power_watts
+            row[p + "sm_clock_hz"] = s.sm_clock_hz
+            row[p + "temp_celsius"] = s.temperature_celsius
+            self.names[s.index] = s.name
+        return row
+
+
+# ----------------------------------------------------------------------- Prometheus scrape
+
+
+def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Samples of a Prometheus text exposition: (name, labels, value)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = []
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.append((s.name, dict(s.labels), float(s.value)))
+    return out
+
+
+def http_fetch(url: str, timeout_s: float = 2.0) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - user-given scrape URL
+        return resp.read().decode("utf-8", errors="replace")
+
+
+class PrometheusScraper:
+    """Scrapes one ``/metrics`` URL; each successful scrape is kept with its time."""
+
+    def __init__(self, url: str, fetch: Callable[[str], str] = http_fetch) -> None:
+        self.url = url
+        self.fetch = fetch
+        self.scrapes: list[tuple[float, list[tuple[str, dict[str, str], float]]]] = []
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def scrape(self, t_s: float) -> None:
+        try:
+            samples = parse_exposition(self.fetch(self.url))
+        except Exception as exc:  # noqa: BLE001 - a dead target must not stop the run
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return
+        samples = [s for s in samples if not s[0].startswith(("python_gc_", "python_info"))]
+        self.scrapes.append((t_s, samples))
+
+    def rows(self) -> Iterable[dict[str, Any]]:
+        """``server_metrics.csv`` rows."""
+        for t, samples in self.scrapes:
+            for name, labels, value in samples:
+                yield {"t_s": round(t, 3), "url": self.url, "metric": name,
+                       "labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())), "value": value}
+
+
+SERVER_METRICS_COLUMNS = ["t_s", "url", "metric", "labels", "value"]
+
+
+def _total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float | None:
+    vals = [v for n, _l, v in samples if n == name and not math.isnan(v)]
+    return sum(vals) if vals else None
+
+
+def _delta_mean(first, last, base: str) -> float | None:
+    s0, c0 = _total(first, base + "_sum"), _total(first, base + "_count")
+    s1, c1 = _total(last, base + "_sum"), _total(last, base + "_count")
+    if None in (s1, c1):
+        return None
+    ds, dc = s1 - (s0 or 0.0), c1 - (c0 or 0.0)
+    return ds / dc if dc > 0 else None
+
+
+def server_summary(scrapers: Sequence[PrometheusScraper], t_from: float, t_to: float) -> dict[str, Any] | None:
+    """Server-side queue, batch and inference figures over ``[t_from, t_to]`` (deltas of
+    counters between the last scrape at or before ``t_from`` and the last one in the window).
+    Names follow the reference server's metric contract; other servers give nulls."""
+    if not scrapers:
+        return None
+    out: dict[str, Any] = {"scraped": [s.url for s in scrapers], "queue_depth_max": None,
+                           "batch_size_mean": None, "inference_s_mean": None, "queue_wait_s_mean": None,
+                           "rejected_total": None, "scrape_failures": sum(s.failures for s in scrapers)}
+    for sc in scrapers:
+        if not sc.scrapes:
+            continue
+        before = [s for t, s in sc.scrapes if t <= t_from]
+        inside = [(t, s) for t, s in sc.scrapes if t_from <= t <= t_to + 1.5]
+        if not inside:
+            continue
+        first = before[-1] if before else []
+        last = inside[-1][1]
+        depth = [_total(s, "asrtk_queue_depth") for _t, s in inside]
+        depth = [d for d in depth if d is not None]
+        if depth:
+            out["queue_depth_max"] = max(depth + [out["queue_depth_max"] or 0])
+        for key, base in (("batch_size_mean", "asrtk_batch_size"),
+                          ("inference_s_mean", "asrtk_inference_duration_seconds"),
+                          ("queue_wait_s_mean", "asrtk_queue_wait_seconds")):
+            v = _delta_mean(first, last, base)
+            if v is not None and out[key] is None:
+                out[key] = v
+        r1 = _total(last, "asrtk_rejected_requests_total")
+        if r1 is not None:
+            out["rejected_total"] = (out["rejected_total"] or 0) + int(round(
+                r1 - (_total(first, "asrtk_rejected_requests_total") or 0.0)))
+        elif any(n.startswith("asrtk_") for n, _l, _v in last):  # the counter has no series until a rejection
+            out["rejected_total"] = out["rejected_total"] or 0
+    return out
+
+
+# ---------------------------------------------------------------------------- telemetry rows
+
+
+@dataclass
+class Telemetry:
+    """Collected 1 Hz rows; ``tick(t_s)`` takes one row from every sampler."""
+
+    host: HostSampler
+    gpu: GpuSampler
+    scrapers: list[PrometheusScraper] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    cores: int = 0
+
+    def tick(self, t_s: float) -> dict[str, Any]:
+        row: dict[str, Any] = {"t_s": round(t_s, 3)}
+        h = self.host.sample()
+        self.cores = int(h.pop("_cores", self.cores) or self.cores)
+        row.update(h)
+        row.update(self.gpu.sample())
+        for sc in self.scrapers:
+            sc.scrape(t_s)
+        self.rows.append(row)
+        return row
+
+    def columns(self) -> list[str]:
+        cols = ["t_s", "cpu_percent", "cpu_max_core_percent", "mem_used_bytes", "loadgen_cpu_percent"]
+        extra = sorted({k for r in self.rows for k in r if k not in cols},
+                       key=lambda k: (int(k[3:].split("_", 1)[0]) if k.startswith("gpu") else 0, k))
+        return cols + extra
+
+
+def _vals(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if r.get(key) is not None]
+
+
+def host_summary(rows: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
+    cpu = _vals(rows, "cpu_percent")
+    mem = _vals(rows, "mem_used_bytes")
+    return {"cores": cores,
+            "cpu_mean_percent": sum(cpu) / len(cpu) if cpu else None,
+            "cpu_max_percent": max(cpu) if cpu else None,
+            "memory_used_max_bytes": int(max(mem)) if mem else None}
+
+
+def loadgen_cpu(rows: Sequence[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """(mean, max) of the busiest load-generator process, % of one core."""
+    v = _vals(rows, "loadgen_cpu_percent")
+    return (sum(v) / len(v) if v else None, max(v) if v else None)
+
+
+def gpu_summary(gpu: GpuSampler, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    devices = []
+    for idx in sorted(gpu.names):
+        p = f"gpu{idx}_"
+        util = _vals(rows, p + "util_ratio")
+        used = _vals(rows, p + "mem_used_bytes")
+        total = _vals(rows, p + "mem_total_bytes")
+        power = _vals(rows, p + "power_watts")
+        devices.append({
+            "index": idx, "name": gpu.names[idx],
+            "util_mean_ratio": sum(util) / len(util) if util else None,
+            "util_max_ratio": max(util) if util else None,
+            "memory_used_max_bytes": int(max(used)) if used else None,
+            "memory_total_bytes": int(max(total)) if total else None,
+            "power_mean_watts": sum(power) / len(power) if power else None,
+        })
+    return {"available": gpu.available, "reason": gpu.reason, "devices": devices}
