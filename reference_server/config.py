@@ -52,6 +52,12 @@ class ServerConfig:
         need(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
         need(self.log_level in LOG_LEVELS, f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         need(self.api_key is None or self.api_key != "", "--api-key must not be empty (leave it out to disable auth)")
+        if self.model_is_path:
+            need(Path(self.model).is_file(), f"--model {self.model} does not exist; pass a preset name or an existing .onnx file")
+        else:
+            from reference_server.models.presets import PRESETS
+
+            need(self.model in PRESETS, f"--model {self.model!r} is not a preset ({', '.join(PRESETS)}) nor an .onnx file path")
         if self.data_dir is not None:
             need(Path(self.data_dir).is_dir(), f"--data-dir {self.data_dir} is not a directory; create it or fix the path")
 
@@ -61,7 +67,7 @@ class ServerConfig:
 
     @property
     def model_is_path(self) -> bool:
-        return self.model.endswith(".onnx") or "/" in self.model or Path(self.model).is_file()
+        return self.model.endswith(".onnx") or "/" in self.model
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -1,0 +1,576 @@
+"""The FastAPI app: five speech APIs in the shapes of real services, health, readiness, metrics.
+
+Every refusal is ``{"error": {"code", "message"}}`` with a stable code (docs/server.md).
+The outermost :class:`Gate` does what must happen before a body is read: auth,
+readiness/draining, queue-full, body-size limits, and the per-route request metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
+
+from reference_server import audio as au
+from reference_server.batching import DeadlineExceeded, QueueFull
+from reference_server.config import ServerConfig
+from reference_server.engine import Engine, join_texts, load_engine
+from reference_server.metrics import ServerMetrics
+
+log = logging.getLogger("reference_server")
+
+NOTE = "reference model with random weights: text is meaningless"
+ROUTE_MODEL = {
+    "/recognize": "asr",
+    "/api/predict/": "asr",
+    "/api/v1/analyze": "emotion",
+    "/api/synthesize": "tts",
+    "/ws/asr": "asr",
+}
+PARTIAL_WINDOW_S = 10.0  # partial results decode at most the last 10 s of a stream
+RETRY_AFTER_S = "1"
+
+# code -> (HTTP status, reason label of asrtk_rejected_requests_total)
+ERRORS: dict[str, tuple[int, str]] = {
+    "invalid_json": (400, "bad_input"),
+    "missing_field": (400, "bad_input"),
+    "invalid_field": (400, "bad_input"),
+    "invalid_base64": (400, "bad_input"),
+    "file_not_found": (400, "bad_input"),
+    "invalid_audio": (422, "bad_input"),
+    "empty_audio": (422, "bad_input"),
+    "text_empty": (422, "bad_input"),
+    "text_too_long": (422, "bad_input"),
+    "unknown_emotion": (422, "bad_input"),
+    "audio_too_long": (413, "too_large"),
+    "body_too_large": (413, "too_large"),
+    "unauthorized": (401, "unauthorized"),
+    "path_not_allowed": (403, "bad_input"),
+    "queue_full": (503, "queue_full"),
+    "draining": (503, "draining"),
+    "not_ready": (503, ""),
+    "deadline_exceeded": (504, "deadline"),
+    "not_found": (404, ""),
+    "method_not_allowed": (405, ""),
+    "internal_error": (500, ""),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = ERRORS[code][0]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ServerState:
+    """Lifecycle of one worker process: starting -> ready -> draining."""
+
+    def __init__(self, cfg: ServerConfig, metrics: ServerMetrics) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.engine: Engine | None = None
+        self.draining = False
+        self.fatal: str | None = None
+        self.inflight = 0
+        # requests past the Gate per model (reading, decoding, queued or running): bounds memory
+        self.admitted = {model: 0 for model in set(ROUTE_MODEL.values())}
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None and not self.draining
+
+    def start_drain(self) -> None:
+        if not self.draining:
+            self.draining = True
+            self.metrics.ready.set(0)
+            log.info("draining: /ready answers 503, new work is refused, %d request(s) in flight", self.inflight)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(code: str, message: str) -> JSONResponse:
+    headers = {"Retry-After": RETRY_AFTER_S} if code in ("queue_full", "draining", "not_ready") else None
+    return JSONResponse(error_body(code, message), status_code=ERRORS[code][0], headers=headers)
+
+
+def _authorized(cfg: ServerConfig, headers: list[tuple[bytes, bytes]]) -> bool:
+    if cfg.api_key is None:
+        return True
+    for k, v in headers:
+        if k == b"authorization":
+            scheme, _, token = v.decode("latin-1").partition(" ")
+            return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), cfg.api_key)
+    return False
+
+
+class Gate:
+    """Pure ASGI middleware around the API routes (HTTP only; the WebSocket handler does its own)."""
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = scope.get("path") if scope["type"] == "http" else None
+        if route not in ROUTE_MODEL or route == "/ws/asr":
+            await self.app(scope, receive, send)
+            return
+        st, cfg, m = self.state, self.state.cfg, self.state.metrics
+        t0 = time.monotonic()
+        scope.setdefault("state", {})
+        scope["state"]["deadline"] = t0 + cfg.request_timeout_s
+        status = {"code": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["started"] = True
+            await send(message)
+
+        async def refuse(code: str, message: str) -> None:
+            scope["state"]["error_code"] = code
+            await error_response(code, message)(scope, receive, send_wrapper)
+
+        model = ROUTE_MODEL[route]
+        admitted = False
+        st.inflight += 1
+        m.inflight.labels(route=route).inc()
+        try:
+            if not _authorized(cfg, scope.get("headers", [])):
+                await refuse("unauthorized", "missing or wrong API key; send Authorization: Bearer <key>")
+            elif st.draining:
+                await refuse("draining", "server is shutting down; retry on another instance")
+            elif st.engine is None:
+                await refuse("not_ready", "models are still loading; retry when /ready answers 200")
+            elif st.engine.batcher(model).full or st.admitted[model] >= cfg.max_queue:
+                await refuse("queue_full", f"{model} queue is full ({cfg.max_queue} items); retry later")
+            elif _content_length(scope) > cfg.max_body_bytes:
+                await refuse("body_too_large", f"request body is over --max-body-mb {cfg.max_body_mb:g}")
+            else:
+                admitted = True
+                st.admitted[model] += 1
+                received = 0
+
+                async def limited_receive() -> Message:
+                    nonlocal received
+                    message = await receive()
+                    if message["type"] == "http.request":
+                        received += len(message.get("body", b""))
+                        if received > cfg.max_body_bytes:
+                            raise BodyTooLarge
+                    return message
+
+                try:
+                    await self.app(scope, limited_receive, send_wrapper)
+                except BodyTooLarge:
+                    if status["started"]:
+                        raise
+                    await refuse("body_too_large", f"request body is over --max-body-mb {cfg.max_body_mb:g}")
+        finally:
+            if admitted:
+                st.admitted[model] -= 1
+            st.inflight -= 1
+            m.inflight.labels(route=route).dec()
+            code = scope["state"].get("error_code")
+            reason = ERRORS[code][1] if code else ""
+            if reason:
+                m.rejected.labels(route=route, reason=reason).inc()
+            m.requests.labels(route=route, status=str(status["code"])).inc()
+            m.request_duration.labels(route=route).observe(time.monotonic() - t0)
+
+
+def _content_length(scope: Scope) -> int:
+    for k, v in scope.get("headers", []):
+        if k == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return 0
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# inference helpers
+
+
+async def _run(engine: Engine, model: str, payloads: list[Any], lengths: list[int], deadline: float) -> list[Any]:
+    try:
+        futures = engine.batcher(model).submit(payloads, lengths=lengths, deadline=deadline)
+    except QueueFull as exc:
+        raise ApiError("queue_full", f"{exc}; retry later") from exc
+    waits = [asyncio.wrap_future(f) for f in futures]
+    remaining = deadline - time.monotonic()
+    try:
+        return await asyncio.wait_for(asyncio.gather(*waits), timeout=max(remaining, 0.001))
+    except (asyncio.TimeoutError, DeadlineExceeded) as exc:
+        for f in futures:
+            f.cancel()
+        raise ApiError("deadline_exceeded", "request took longer than --request-timeout-s; retry with shorter audio") from exc
+
+
+async def transcribe(engine: Engine, x: np.ndarray, deadline: float) -> tuple[str, list[dict[str, Any]]]:
+    segments = au.split_segments(x, engine.max_segment_s, engine.sample_rate)
+    outs = await _run(engine, "asr", segments, [s.shape[0] for s in segments], deadline)
+    rows, start = [], 0.0
+    for seg, out in zip(segments, outs):
+        dur = seg.shape[0] / engine.sample_rate
+        rows.append({"start_s": round(start, 3), "end_s": round(start + dur, 3), "text": out.text})
+        start += dur
+    return join_texts([o.text for o in outs]), rows
+
+
+async def decode_upload(cfg: ServerConfig, data: bytes) -> np.ndarray:
+    try:
+        return await asyncio.to_thread(au.decode, data, cfg.max_audio_s)
+    except au.AudioError as exc:
+        raise ApiError(exc.code, str(exc)) from exc
+
+
+async def read_form_file(request: Request, field: str) -> tuple[bytes, Any]:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise ApiError("invalid_field", f"send multipart/form-data with the audio in field {field!r}, got {ctype or 'no content type'!r}")
+    try:
+        form = await request.form(max_files=4, max_fields=32)
+    except BodyTooLarge:
+        raise
+    except Exception as exc:  # malformed multipart
+        raise ApiError("invalid_field", f"malformed multipart body ({str(exc)[:100]})") from exc
+    upload = form.get(field)
+    if upload is None:
+        raise ApiError("missing_field", f"multipart field {field!r} is missing; attach the audio file as {field!r}")
+    if not isinstance(upload, UploadFile):
+        raise ApiError("invalid_field", f"field {field!r} must be a file upload, not a text value")
+    return await upload.read(), form
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError("invalid_json", f"request body is not valid JSON ({str(exc)[:80]})") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def create_app(
+    cfg: ServerConfig,
+    metrics: ServerMetrics | None = None,
+    engine_loader: Callable[[ServerConfig, ServerMetrics], Engine] | None = None,
+) -> FastAPI:
+    metrics = metrics or ServerMetrics()
+    state = ServerState(cfg, metrics)
+    loader = engine_loader or load_engine
+
+    async def load() -> None:
+        try:
+            engine = await asyncio.to_thread(loader, cfg, metrics)
+        except Exception as exc:  # noqa: BLE001 - any failure to load is fatal for this worker
+            state.fatal = f"{type(exc).__name__}: {exc}"
+            log.error("model loading failed: %s", state.fatal)
+            return
+        for model in ROUTE_MODEL.values():
+            metrics.queue_capacity.labels(model=model).set(cfg.max_queue)
+            metrics.model_info.labels(model=model, preset=engine.preset, provider=engine.provider).set(1)
+        state.engine = engine
+        if not state.draining:
+            metrics.ready.set(1)
+            log.info("ready: preset %s on %s", engine.preset, engine.provider)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(load())
+        yield
+        state.start_drain()
+        if not task.done():
+            task.cancel()
+        if state.engine is not None:
+            await asyncio.to_thread(state.engine.stop)
+        metrics.ready.set(0)
+
+    app = FastAPI(title="asrtk reference server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.server = state
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        request.state.error_code = exc.code
+        return error_response(exc.code, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_field")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s: %s: %s", request.url.path, type(exc).__name__, str(exc)[:300])
+        return JSONResponse(error_body("internal_error", f"{type(exc).__name__} while serving the request; see the server log"),
+                            status_code=500)
+
+    def engine() -> Engine:
+        assert state.engine is not None  # the Gate refuses requests before this
+        return state.engine
+
+    # -- health -------------------------------------------------------------------------------
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        if state.fatal:
+            return JSONResponse({"status": "failed", "reason": state.fatal}, status_code=503)
+        if state.draining:
+            return JSONResponse({"status": "draining"}, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+        if state.engine is None:
+            return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+        e = state.engine
+        return JSONResponse({"status": "ready", "preset": e.preset, "provider": e.provider, "device": e.device})
+
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
+        payload, ctype = await asyncio.to_thread(metrics.render)
+        return Response(payload, media_type=ctype)
+
+    # -- 1. SenseVoice-style ------------------------------------------------------------------
+    @app.post("/recognize")
+    async def recognize(request: Request) -> dict[str, Any]:
+        t0 = time.monotonic()
+        data, form = await read_form_file(request, "file")
+        x = await decode_upload(cfg, data)
+        del data
+        text, segments = await transcribe(engine(), x, request.state.deadline)
+        duration = x.shape[0] / engine().sample_rate
+        metrics.audio_seconds.labels(route="/recognize").inc(duration)
+        language = form.get("language") or form.get("lang") or "auto"
+        return {
+            "text": text, "status": "success", "language": str(language), "duration_s": round(duration, 3),
+            "segments": segments, "processing_s": round(time.monotonic() - t0, 4), "note": NOTE,
+        }
+
+    # -- 2. Fun-ASR WebUI (Gradio) -----------------------------------------------------------
+    @app.post("/api/predict/")
+    async def gradio_predict(request: Request) -> dict[str, Any]:
+        t0 = time.monotonic()
+        body = await read_json(request)
+        if not isinstance(body, dict) or "data" not in body:
+            raise ApiError("missing_field", 'JSON body must be {"data": [audio, hotwords, language, itn]}')
+        items = body["data"]
+        if not isinstance(items, list) or not items:
+            raise ApiError("invalid_field", '"data" must be a non-empty list [audio, hotwords, language, itn]')
+        raw = await asyncio.to_thread(_gradio_audio_bytes, items[0], cfg)
+        x = await decode_upload(cfg, raw)
+        del raw
+        text, _ = await transcribe(engine(), x, request.state.deadline)
+        metrics.audio_seconds.labels(route="/api/predict/").inc(x.shape[0] / engine().sample_rate)
+        took = time.monotonic() - t0
+        return {"data": [text], "is_generating": False, "duration": took, "average_duration": took}
+
+    # -- 3. Emotion2Vec-style -----------------------------------------------------------------
+    @app.post("/api/v1/analyze")
+    async def analyze(request: Request) -> dict[str, Any]:
+        data, form = await read_form_file(request, "audio")
+        granularity = form.get("granularity", "utterance")
+        if granularity not in ("utterance", "frame"):
+            raise ApiError("invalid_field", f"granularity must be 'utterance' or 'frame', got {str(granularity)[:40]!r}")
+        x = await decode_upload(cfg, data)
+        del data
+        e = engine()
+        segments = au.split_segments(x, e.max_segment_s, e.sample_rate)
+        outs = await _run(e, "emotion", segments, [s.shape[0] for s in segments], request.state.deadline)
+        duration = x.shape[0] / e.sample_rate
+        metrics.audio_seconds.labels(route="/api/v1/analyze").inc(duration)
+        return _emotion_result(e, segments, outs, granularity, duration)
+
+    # -- 4. Sambert-HifiGan-style -------------------------------------------------------------
+    @app.post("/api/synthesize")
+    async def synthesize(request: Request) -> Response:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ApiError("invalid_field", 'JSON body must be an object {"text": ..., "emotion": ...}')
+        e = engine()
+        text = body.get("text")
+        if text is None:
+            raise ApiError("missing_field", 'field "text" is missing')
+        if not isinstance(text, str):
+            raise ApiError("invalid_field", f'field "text" must be a string, got {type(text).__name__}')
+        if not text.strip():
+            raise ApiError("text_empty", 'field "text" is empty; send some words to synthesise')
+        if len(text) > e.max_tts_chars:
+            raise ApiError("text_too_long", f"text has {len(text)} characters, over the limit of {e.max_tts_chars}; split it")
+        emotion = body.get("emotion", "neutral")
+        if not isinstance(emotion, str) or emotion not in e.emotion_classes:
+            raise ApiError("unknown_emotion", f"emotion {str(emotion)[:40]!r} is not one of {', '.join(e.emotion_classes)}")
+        (wave,) = await _run(e, "tts", [(text, emotion)], [len(text)], request.state.deadline)
+        wav = await asyncio.to_thread(au.encode_wav_pcm16, np.asarray(wave, dtype=np.float32).reshape(-1), e.sample_rate)
+        metrics.audio_seconds.labels(route="/api/synthesize").inc(len(wave) / e.sample_rate)
+        return Response(wav, media_type="audio/wav")
+
+    # -- 5. streaming ASR ---------------------------------------------------------------------
+    @app.websocket("/ws/asr")
+    async def ws_asr(ws: WebSocket) -> None:
+        await _ws_session(ws, state)
+
+    app.add_middleware(Gate, state=state)
+    return app
+
+
+def _gradio_audio_bytes(value: Any, cfg: ServerConfig) -> bytes:
+    try:
+        if isinstance(value, dict):
+            inner = value.get("data") or value.get("url") or value.get("path") or value.get("name")
+            if not isinstance(inner, str):
+                raise au.AudioError("invalid_field", 'audio object needs "data" (data URL) or "path"')
+            value = inner
+        if not isinstance(value, str) or not value:
+            raise au.AudioError("invalid_field", "data[0] must be a base64 data URL or a path inside --data-dir")
+        if value.startswith("data:"):
+            return au.decode_data_url(value)
+        return au.read_file(au.resolve_data_path(value, cfg.data_dir), cfg.max_body_bytes)
+    except au.AudioError as exc:
+        raise ApiError(exc.code, str(exc)) from exc
+
+
+def _scores(e: Engine, scores: Any) -> dict[str, float]:
+    if isinstance(scores, dict):
+        return {str(k): round(float(v), 6) for k, v in scores.items()}
+    return {c: round(float(v), 6) for c, v in zip(e.emotion_classes, np.asarray(scores).reshape(-1))}
+
+
+def _emotion_result(e: Engine, segments: list[np.ndarray], outs: list[Any], granularity: str, duration: float) -> dict[str, Any]:
+    weights = np.array([s.shape[0] for s in segments], dtype=np.float64)
+    per_seg = [_scores(e, o.scores) for o in outs]
+    mean = {c: float(sum(w * s.get(c, 0.0) for w, s in zip(weights, per_seg)) / weights.sum()) for c in e.emotion_classes}
+    label = max(mean, key=lambda c: mean[c])
+    result: dict[str, Any] = {
+        "label": label, "confidence": round(mean[label], 6), "scores": {c: round(v, 6) for c, v in mean.items()},
+        "granularity": granularity, "duration_s": round(duration, 3), "note": NOTE.replace("text", "labels"),
+    }
+    if granularity == "frame":
+        frames: list[dict[str, Any]] = []
+        offset = 0.0
+        for seg, o in zip(segments, outs):
+            for fr in getattr(o, "frames", None) or []:
+                sc = _scores(e, fr["scores"])
+                lab = str(fr.get("label") or max(sc, key=lambda c: sc[c]))
+                frames.append({"start_s": round(offset + fr["start_s"], 3), "end_s": round(offset + fr["end_s"], 3),
+                               "label": lab, "confidence": sc.get(lab, 0.0), "scores": sc})
+            offset += seg.shape[0] / e.sample_rate
+        result["frames"] = frames
+    return result
+
+
+async def _ws_session(ws: WebSocket, state: ServerState) -> None:
+    """Protocol: binary PCM16 16 kHz mono chunks -> partial per chunk; {"type": "end"} -> final, close 1000.
+
+    A bad message gets an error frame and the socket keeps working; audio over --max-audio-s
+    gets an error frame and close code 1009.
+    """
+    cfg, m, route = state.cfg, state.metrics, "/ws/asr"
+    t0 = time.monotonic()
+    status = "101"
+    if not _authorized(cfg, ws.scope.get("headers", [])):
+        m.rejected.labels(route=route, reason="unauthorized").inc()
+        m.requests.labels(route=route, status="401").inc()
+        await ws.close(code=1008)
+        return
+    if not state.ready:
+        if state.draining:
+            m.rejected.labels(route=route, reason="draining").inc()
+        m.requests.labels(route=route, status="503").inc()
+        await ws.close(code=1013)
+        return
+    e = state.engine
+    assert e is not None
+    await ws.accept()
+    state.inflight += 1
+    m.inflight.labels(route=route).inc()
+    chunks: list[np.ndarray] = []
+    total, seq = 0, 0
+
+    async def send_error(code: str, message: str) -> None:
+        reason = ERRORS.get(code, (0, "bad_input"))[1]
+        if reason:
+            m.rejected.labels(route=route, reason=reason).inc()
+        await ws.send_json({"type": "error", **error_body(code, message)})
+
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                status = "499"  # client went away before "end"
+                break
+            if msg.get("bytes") is not None:
+                try:
+                    x = au.decode_pcm16(msg["bytes"], cfg.max_audio_s)
+                except au.AudioError as exc:
+                    await send_error(exc.code, str(exc))
+                    continue
+                if (total + x.shape[0]) / e.sample_rate > cfg.max_audio_s:
+                    await send_error("audio_too_long", f"stream is over --max-audio-s {cfg.max_audio_s:g}")
+                    await ws.close(code=1009)
+                    status = "413"
+                    break
+                chunks.append(x)
+                total += x.shape[0]
+                seq += 1
+                window = np.concatenate(chunks)[-int(PARTIAL_WINDOW_S * e.sample_rate):]
+                try:
+                    (out,) = await _run(e, "asr", [window], [window.shape[0]], time.monotonic() + cfg.request_timeout_s)
+                except ApiError as exc:
+                    await send_error(exc.code, str(exc))
+                    continue
+                await ws.send_json({"type": "partial", "text": out.text, "seq": seq, "audio_s": round(total / e.sample_rate, 3)})
+                continue
+            try:
+                obj = json.loads(msg.get("text") or "")
+            except ValueError:
+                await send_error("invalid_json", 'text frames must be JSON, e.g. {"type": "end"}')
+                continue
+            if not isinstance(obj, dict) or obj.get("type") != "end":
+                await send_error("invalid_field", 'unknown message; send binary PCM16 chunks, then {"type": "end"}')
+                continue
+            full = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+            text, segments = ("", [])
+            if full.size:
+                try:
+                    text, segments = await transcribe(e, full, time.monotonic() + cfg.request_timeout_s)
+                except ApiError as exc:
+                    await send_error(exc.code, str(exc))
+                    await ws.close(code=1013)
+                    status = str(exc.status)
+                    break
+            m.audio_seconds.labels(route=route).inc(total / e.sample_rate)
+            await ws.send_json({"type": "final", "text": text, "seq": seq + 1, "audio_s": round(total / e.sample_rate, 3),
+                                "segments": segments, "note": NOTE})
+            await ws.close(code=1000)
+            break
+    except WebSocketDisconnect:
+        status = "499"
+    finally:
+        state.inflight -= 1
+        m.inflight.labels(route=route).dec()
+        m.requests.labels(route=route, status=status).inc()
+        m.request_duration.labels(route=route).observe(time.monotonic() - t0)

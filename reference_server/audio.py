@@ -1,0 +1,161 @@
+"""Decode and validate uploaded audio; encode synthesised audio.
+
+Everything returns or raises plain values: :class:`AudioError` carries the stable
+machine-readable code the HTTP layer puts into ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(Exception):
+    """A client-side problem with audio; ``code`` is stable, ``str()`` is one line."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE, chunk_s: int = 10) -> np.ndarray:
+    """Fourier resampling in fixed 10 s chunks: band-limited, bounded memory, no extra dependency."""
+    if sr_in == sr_out or x.size == 0:
+        return x.astype(np.float32, copy=False)
+    step_in, step_out = sr_in * chunk_s, sr_out * chunk_s
+    out = []
+    for start in range(0, x.shape[0], step_in):
+        chunk = x[start:start + step_in].astype(np.float64)
+        n_out = step_out if chunk.shape[0] == step_in else max(1, round(chunk.shape[0] * sr_out / sr_in))
+        spec = np.fft.rfft(chunk)
+        n_bins = n_out // 2 + 1
+        spec = spec[:n_bins] if spec.shape[0] >= n_bins else np.pad(spec, (0, n_bins - spec.shape[0]))
+        out.append((np.fft.irfft(spec, n=n_out) * (n_out / chunk.shape[0])).astype(np.float32))
+    return np.concatenate(out)
+
+
+def _finish(data: np.ndarray, sr: int, max_audio_s: float) -> np.ndarray:
+    if data.ndim == 2:
+        data = data.mean(axis=1)
+    if data.size == 0:
+        raise AudioError("empty_audio", "the audio has no samples; send at least a few milliseconds of sound")
+    if not np.isfinite(data).all():
+        raise AudioError("invalid_audio", "the audio contains NaN or Inf samples; send finite PCM or float samples")
+    if data.shape[0] / sr > max_audio_s:
+        raise AudioError(
+            "audio_too_long", f"audio is {data.shape[0] / sr:.1f} s, over the server's limit --max-audio-s {max_audio_s:g}"
+        )
+    return resample(data.astype(np.float32, copy=False), sr)
+
+
+def _wav_truncation(data: bytes) -> str:
+    """libsndfile silently reads a cut-off WAV; compare the data chunk's declared size with what arrived."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return ""
+    pos = 12
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if cid == b"data":
+            have = len(data) - pos - 8
+            if 0 < size < 0xFFFFFFFF and have < size:  # 0 / 0xFFFFFFFF: streamed WAV of unknown length
+                return f"truncated WAV: the header declares {size} bytes of samples but {have} arrived"
+            return ""
+        pos += 8 + size + (size & 1)
+    return ""
+
+
+def decode(data: bytes, max_audio_s: float) -> np.ndarray:
+    """Any container soundfile reads (wav, flac, ogg, mp3), any rate, mono or stereo -> 16 kHz mono float32."""
+    import soundfile as sf
+
+    if not data:
+        raise AudioError("empty_audio", "the uploaded file is empty; send a wav, flac, ogg or mp3 file")
+    truncated = _wav_truncation(data)
+    if truncated:
+        raise AudioError("invalid_audio", f"{truncated}; upload the complete file")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            sr = int(f.samplerate)
+            if f.frames > 0 and f.frames / sr > max_audio_s:
+                raise AudioError(
+                    "audio_too_long",
+                    f"audio is {f.frames / sr:.1f} s, over the server's limit --max-audio-s {max_audio_s:g}",
+                )
+            samples = f.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
+        why = re.sub(r"^Error opening <[^>]*>: ", "", (str(exc).splitlines() or [type(exc).__name__])[0])[:120]
+        raise AudioError("invalid_audio", f"cannot decode the audio ({why}); send wav, flac, ogg or mp3") from exc
+    return _finish(samples, sr, max_audio_s)
+
+
+def decode_pcm16(data: bytes, max_audio_s: float) -> np.ndarray:
+    """Raw little-endian 16-bit 16 kHz mono PCM (the streaming protocol)."""
+    if len(data) % 2:
+        raise AudioError("invalid_audio", "PCM16 chunk has an odd number of bytes; send whole 16-bit samples")
+    x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    return _finish(x, SAMPLE_RATE, max_audio_s)
+
+
+def decode_data_url(value: str) -> bytes:
+    """``data:audio/wav;base64,...`` (or bare base64) -> bytes."""
+    payload = value
+    if value.startswith("data:"):
+        head, sep, payload = value.partition(",")
+        if not sep or not head.endswith(";base64"):
+            raise AudioError("invalid_base64", "data URL must look like data:audio/wav;base64,<payload>")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AudioError("invalid_base64", f"audio is not valid base64 ({exc})") from exc
+
+
+def resolve_data_path(value: str, data_dir: str | None) -> Path:
+    """A client-named file, allowed only inside ``data_dir`` (symlinks resolved before the check)."""
+    if data_dir is None:
+        raise AudioError("path_not_allowed", "file paths are refused: the server was started without --data-dir")
+    root = Path(data_dir).resolve()
+    candidate = Path(value)
+    if ".." in candidate.parts:
+        raise AudioError("path_not_allowed", f"path {value!r} contains '..'; name a file inside --data-dir")
+    full = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not full.is_relative_to(root):
+        raise AudioError("path_not_allowed", f"path {value!r} is outside --data-dir; name a file inside it")
+    if not full.is_file():
+        raise AudioError("file_not_found", f"no file {value!r} inside --data-dir")
+    return full
+
+
+def split_segments(x: np.ndarray, max_segment_s: float, sr: int = SAMPLE_RATE) -> list[np.ndarray]:
+    """Cut into near-equal segments no longer than ``max_segment_s`` (no tiny tail segment)."""
+    seg = int(max_segment_s * sr)
+    if x.shape[0] <= seg:
+        return [x]
+    n = math.ceil(x.shape[0] / seg)
+    bounds = np.linspace(0, x.shape[0], n + 1).astype(int)
+    return [x[bounds[i]:bounds[i + 1]] for i in range(n)]
+
+
+def encode_wav_pcm16(x: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(np.nan_to_num(x), -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def read_file(path: Path, limit_bytes: int) -> bytes:
+    size = os.path.getsize(path)
+    if size > limit_bytes:
+        raise AudioError("body_too_large", f"file is {size} bytes, over --max-body-mb")
+    return path.read_bytes()

@@ -1,0 +1,96 @@
+"""The server's Prometheus metrics: exactly ``metrics_spec.METRICS``, nothing else.
+
+With several worker processes, prometheus_client's multiprocess mode is used (the
+supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker imports the client):
+counters and histograms add up across workers, gauges use ``livesum`` (``livemax``
+for ``asrtk_model_info``, which is always 1) so dead workers drop out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from reference_server import metrics_spec as spec
+
+_BUCKETS = {
+    "asrtk_request_duration_seconds": spec.LATENCY_BUCKETS_S,
+    "asrtk_queue_wait_seconds": spec.LATENCY_BUCKETS_S,
+    "asrtk_inference_duration_seconds": spec.LATENCY_BUCKETS_S,
+    "asrtk_batch_size": spec.BATCH_SIZE_BUCKETS,
+}
+_GAUGE_MODE = {"asrtk_model_info": "livemax"}
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class ServerMetrics:
+    """Owns the metric objects; ``render()`` returns the /metrics payload and content type."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+        disable_created_metrics()  # *_created series are not in the contract
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = multiprocess_enabled()
+        self._m: dict[str, object] = {}
+        for m in spec.METRICS:
+            kw: dict[str, object] = {"registry": self.registry, "labelnames": m.labels}
+            if m.kind == "counter":
+                name = m.name.removesuffix("_total")
+                self._m[m.name] = Counter(name, m.help, **kw)
+            elif m.kind == "histogram":
+                self._m[m.name] = Histogram(m.name, m.help, buckets=_BUCKETS[m.name], **kw)
+            else:
+                self._m[m.name] = Gauge(m.name, m.help, multiprocess_mode=_GAUGE_MODE.get(m.name, "livesum"), **kw)
+        self.requests = self._m["asrtk_requests_total"]
+        self.request_duration = self._m["asrtk_request_duration_seconds"]
+        self.queue_wait = self._m["asrtk_queue_wait_seconds"]
+        self.inference = self._m["asrtk_inference_duration_seconds"]
+        self.batch_size = self._m["asrtk_batch_size"]
+        self.queue_depth = self._m["asrtk_queue_depth"]
+        self.queue_capacity = self._m["asrtk_queue_capacity"]
+        self.inflight = self._m["asrtk_inflight_requests"]
+        self.audio_seconds = self._m["asrtk_audio_seconds_total"]
+        self.rejected = self._m["asrtk_rejected_requests_total"]
+        self.ready = self._m["asrtk_ready"]
+        self.model_info = self._m["asrtk_model_info"]
+        # Pre-create label sets so dashboards see zeros instead of missing series.
+        for route in spec.ROUTES:
+            self.inflight.labels(route=route).set(0)
+            self.audio_seconds.labels(route=route)
+            self.request_duration.labels(route=route)
+        for model in spec.MODELS:
+            self.queue_depth.labels(model=model).set(0)
+        self.ready.set(0)
+
+    # BatchObserver
+    def on_depth(self, model: str, depth: int) -> None:
+        self.queue_depth.labels(model=model).set(depth)
+
+    def on_batch(self, model: str, size: int, queue_waits_s: Sequence[float], infer_s: float) -> None:
+        self.batch_size.labels(model=model).observe(size)
+        self.inference.labels(model=model).observe(infer_s)
+        wait = self.queue_wait.labels(model=model)
+        for w in queue_waits_s:
+            wait.observe(max(0.0, w))
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
