@@ -80,11 +80,11 @@ def load_engine(cfg: ServerConfig, observer: BatchObserver | None) -> Engine:
     threads = cfg.threads
 
     def session(task: str) -> Any:
-        return M.create_session(bundle.paths[task], choice.providers, intra_op_threads=threads)
+        return M.create_session(bundle.paths[task], choice.providers, intra_op_threads=threads, allow_spinning=False)
 
     try:
         if cfg.model_is_path:
-            asr = M.load_custom_asr(Path(cfg.model), choice.providers, intra_op_threads=threads)
+            asr = M.load_custom_asr(Path(cfg.model), choice.providers, intra_op_threads=threads, allow_spinning=False)
         else:
             asr = M.AsrRunner(session("asr"), bundle.asr_vocab)
         emotion = M.EmotionRunner(session("emotion"))

@@ -30,10 +30,12 @@ def _check(kind: str, path: Path, actual: dict[str, tuple[str, int]], wanted: di
         raise ModelError(f"custom ASR model {path}: unexpected {kind}(s) {', '.join(extra)}; it must take only audio and audio_lengths")
 
 
-def load_custom_asr(path: Path, providers: list[str], intra_op_threads: int | None = None) -> AsrRunner:
+def load_custom_asr(
+    path: Path, providers: list[str], intra_op_threads: int | None = None, allow_spinning: bool = True
+) -> AsrRunner:
     """Load and validate a user's CTC model: audio [B,N] f32 + audio_lengths [B] i64 -> log_probs [B,T,V] + out_lengths [B]."""
     path = Path(path)
-    session = create_session(path, providers, intra_op_threads)
+    session = create_session(path, providers, intra_op_threads, allow_spinning)
     inputs = {i.name: (i.type, len(i.shape)) for i in session.get_inputs()}
     outputs = {o.name: (o.type, len(o.shape)) for o in session.get_outputs()}
     _check("input", path, inputs, CUSTOM_ASR_INPUTS, allow_extra=False)
