@@ -1,0 +1,238 @@
+"""Planning: capacity at the SLO, node counts, redundancy, weights, costs and the edge cases."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import yaml
+
+from toolkit.capacity.measurements import CurvePoint, NodeType, ServiceTime, WorkerCurve, node_types_from_csv
+from toolkit.capacity.planfile import SCHEMA, plan_document, read_plan, write_plan
+from toolkit.capacity.planner import PlanRequest, capacity_at_slo, interpolate_at, make_plan, weights_for
+from toolkit.errors import ConfigError, ThresholdBreached
+
+CSV = """workers,qps,p95_s,error_rate,node
+1,10,0.5,0,gpu-a
+1,20,0.9,0,gpu-a
+1,30,1.8,0,gpu-a
+2,20,0.4,0,gpu-a
+2,40,0.8,0,gpu-a
+2,60,2.0,2%,gpu-a
+2,10,0.3,0,gpu-b
+2,25,0.9,0,gpu-b
+2,35,1.9,0,gpu-b
+"""
+
+
+def nodes(costs: dict[str, float] | None = None) -> list[NodeType]:
+    found = node_types_from_csv(CSV, "t.csv")
+    return [replace(n, cost_per_hour=(costs or {}).get(n.name)) for n in found]
+
+
+def curve(*rows: tuple[float, float, float]) -> WorkerCurve:
+    return WorkerCurve(1, tuple(CurvePoint(r, {0.95: p}, e) for r, p, e in rows))
+
+
+def test_capacity_interpolates_between_measured_points() -> None:
+    cap = capacity_at_slo(curve((20, 0.4, 0), (40, 0.8, 0), (60, 2.0, 0.0)), 0.95, 1.5, 0.01)
+    assert cap.kind == "interpolated"
+    # linear in log(latency) between the last pass and the first fail
+    assert cap.rps == pytest.approx(40 + math.log(1.5 / 0.8) / math.log(2.0 / 0.8) * 20)
+    assert cap.ci_rps == (40, 60)
+
+
+def test_capacity_is_a_lower_bound_when_the_slo_never_fails() -> None:
+    cap = capacity_at_slo(curve((10, 0.2, 0), (20, 0.3, 0)), 0.95, 1.5, 0.01)
+    assert cap.kind == "at_least" and cap.rps == 20
+    assert "not extrapolated" in cap.note
+
+
+def test_best_worker_count_is_chosen_per_node_type() -> None:
+    plan = make_plan(nodes(), PlanRequest(300, slo_latency_s=1.5))
+    a = next(x for x in plan.assessments if x.node_type.name == "gpu-a")
+    assert a.workers == 2
+    # latency would allow 40 + 0.7/1.2 * 20 = 51.7 rps, the error budget (2% at 60 rps) binds first
+    assert a.capacity.rps == pytest.approx(40 + 0.01 / 0.02 * 20)
+    assert {w for w, _, _ in a.by_workers} == {1, 2}
+
+
+def test_node_count_formula_and_redundancy() -> None:
+    only_a = [n for n in nodes() if n.name == "gpu-a"]
+    plan = make_plan(only_a, PlanRequest(300, slo_latency_s=1.5, headroom=0.8, redundancy=2))
+    cap = plan.assessments[0].capacity.rps
+    rec = plan.recommended
+    import math
+
+    assert rec.active_nodes == math.ceil(300 / (0.8 * cap))
+    assert rec.backup_nodes == 2 and rec.nodes == rec.active_nodes + 2
+    assert rec.degraded["meets_slo"] is True
+    assert plan.expected["per_node_rps"] == pytest.approx(300 / rec.active_nodes)
+    assert plan.expected["model"] == "erlang-c + allen-cunneen"
+    assert plan.expected["p95_s_model"] is not None and plan.expected["p95_s_measured"] is not None
+
+
+def test_target_below_one_node() -> None:
+    only_a = [n for n in nodes() if n.name == "gpu-a"]
+    plan = make_plan(only_a, PlanRequest(5, slo_latency_s=1.5, redundancy=1))
+    assert plan.recommended.active_nodes == 1 and plan.recommended.nodes == 2
+    assert any("below one node's capacity" in n for n in plan.notes)
+    # 5 rps per node lies below the lightest measured point (20 rps): said, not invented
+    assert any("below the lightest measured point" in n for n in plan.notes)
+
+
+def test_target_beyond_measured_range_is_flagged() -> None:
+    measured = NodeType("small", "x", (curve((5, 0.1, 0), (10, 0.2, 0)),))
+    plan = make_plan([measured], PlanRequest(1000, slo_latency_s=2.0))
+    assert plan.assessments[0].capacity.kind == "at_least"
+    assert any("not extrapolated" in n for n in plan.notes)
+    assert plan.recommended.active_nodes == 1000 // 8 + (1000 % 8 > 0)
+
+
+def test_slo_unreachable_at_any_load() -> None:
+    with pytest.raises(ThresholdBreached, match="no node type meets the SLO"):
+        make_plan(nodes(), PlanRequest(100, slo_latency_s=0.1))
+
+
+def test_all_node_types_too_expensive() -> None:
+    with pytest.raises(ThresholdBreached, match="exceeds the budget"):
+        make_plan(nodes({"gpu-a": 3.2, "gpu-b": 2.0}), PlanRequest(300, slo_latency_s=1.5, max_cost_per_hour=10))
+
+
+def test_cheapest_plan_is_recommended_and_alternatives_listed() -> None:
+    plan = make_plan(nodes({"gpu-a": 3.2, "gpu-b": 1.0}), PlanRequest(300, slo_latency_s=1.5))
+    assert plan.ranking == "cheapest cost per hour"
+    costs = [plan.recommended.cost_per_hour] + [p.cost_per_hour for p in plan.alternatives]
+    assert plan.recommended.cost_per_hour == min(costs)
+    assert plan.alternatives
+
+
+def test_without_costs_fewest_nodes_wins() -> None:
+    plan = make_plan(nodes(), PlanRequest(300, slo_latency_s=1.5))
+    assert plan.ranking.startswith("fewest nodes")
+    assert plan.recommended.composition[0][0] == "gpu-a"
+
+
+def test_heterogeneous_fleet_gets_capacity_weights_and_backups() -> None:
+    big = NodeType("gpu-a", "a", (curve((50, 0.2, 0), (100, 0.5, 0)),), cost_per_hour=4.0)
+    small = NodeType("gpu-b", "b", (curve((10, 0.2, 0), (30, 0.5, 0)),), cost_per_hour=1.5)
+    plan = make_plan([big, small], PlanRequest(250, slo_latency_s=1.0))
+    rec = plan.recommended
+    # pure gpu-a: 4+1 nodes = 20/h; pure gpu-b: 11+1 = 18/h; 3 gpu-a + 1 gpu-b + 1 gpu-a backup = 17.5/h
+    assert rec.composition == (("gpu-a", 3, 1), ("gpu-b", 1, 0))
+    assert rec.cost_per_hour == pytest.approx(17.5)
+    assert sorted(p.cost_per_hour for p in plan.alternatives) == [18.0, 20.0]
+    caps = {a.node_type.name: a.capacity.rps for a in plan.assessments}
+    assert plan.weights["gpu-a"] / plan.weights["gpu-b"] == pytest.approx(caps["gpu-a"] / caps["gpu-b"], rel=0.05)
+    doc = plan_document(plan, created="2026-01-01T00:00:00Z", scenario="x", route="/recognize", request=None,
+                        assumptions=[])
+    backups = [f for f in doc["fleet"] if f["backup"]]
+    assert len(backups) == 1
+    assert doc["recommended"]["node_type"] in caps  # a real node type name, the mix is spelled out
+    assert {c["node_type"] for c in doc["recommended"]["composition"]} == {"gpu-a", "gpu-b"}
+    assert len(doc["fleet"]) == doc["recommended"]["nodes"]
+    assert {f["weight"] for f in doc["fleet"] if f["node_type"] == "gpu-a"} == {plan.weights["gpu-a"]}
+
+
+def test_weights_are_integers_proportional_to_capacity() -> None:
+    assert weights_for({"a": 55.0, "b": 27.5}) == {"a": 55, "b": 28}
+    small = weights_for({"a": 0.5, "b": 1.5})
+    assert small == {"a": 10, "b": 30}
+
+
+def test_model_uses_service_time_when_known() -> None:
+    n = NodeType("a", "x", (curve((2, 0.3, 0), (6, 0.5, 0), (9, 3.0, 0)),), service_time=ServiceTime(0.25, 0.3, "t"))
+    plan = make_plan([n], PlanRequest(10, slo_latency_s=1.0, redundancy=0))
+    mi = plan.expected["model_inputs"]
+    assert mi["servers"] == round(9 * 0.25) and mi["service_time_cv2"] == 0.3
+    assert plan.expected["p95_s_model"] > 0.25
+
+
+def test_measured_latency_is_interpolated_at_the_planned_load() -> None:
+    c = curve((10, 0.2, 0), (20, 0.6, 0))
+    v, note = interpolate_at(c, 15, 0.95)
+    assert v == pytest.approx(math.sqrt(0.2 * 0.6)) and note is None  # geometric mean halfway
+
+
+def test_p99_slo_needs_more_than_p95_measurements() -> None:
+    with pytest.raises(ConfigError, match="p95 only"):
+        make_plan(nodes(), PlanRequest(100, slo_percentile=0.99, slo_latency_s=1.0))
+
+
+def test_no_slo_and_no_sweep_is_a_usage_problem() -> None:
+    with pytest.raises(ConfigError, match="--slo"):
+        make_plan(nodes(), PlanRequest(100))
+
+
+def test_request_validates_itself() -> None:
+    with pytest.raises(ConfigError, match="headroom"):
+        PlanRequest(100, headroom=1.5)
+    with pytest.raises(ConfigError, match="target-qps"):
+        PlanRequest(0)
+
+
+def test_csv_errors_name_the_line() -> None:
+    with pytest.raises(ConfigError, match="missing column"):
+        node_types_from_csv("workers,qps\n1,2\n", "m.csv")
+    with pytest.raises(ConfigError, match="line 2"):
+        node_types_from_csv("workers,qps,p95_s,error_rate\n1,abc,0.5,0\n", "m.csv")
+
+
+def test_plan_yaml_has_the_contract_shape_and_round_trips(tmp_path) -> None:
+    plan = make_plan(nodes({"gpu-a": 3.2, "gpu-b": 2.0}), PlanRequest(300, slo_latency_s=1.5))
+    doc = plan_document(plan, created="2026-11-21T22:40:00Z", scenario="callcenter", route="/recognize",
+                        request={"max_body_bytes": 19200044, "streaming": False}, assumptions=["a"])
+    for key in ("schema", "created", "target", "slo", "headroom", "redundancy", "recommended", "node_types",
+                "fleet", "expected", "latency_s", "request", "degraded", "alternatives", "assumptions"):
+        assert key in doc
+    assert doc["schema"] == SCHEMA
+    assert set(doc["recommended"]) >= {"node_type", "nodes", "active_nodes", "backup_nodes", "workers_per_node",
+                                       "cost_per_hour"}
+    for f in doc["fleet"]:
+        assert isinstance(f["weight"], int) and f["address"].endswith(":8000")
+    path = write_plan(tmp_path / "plan.yaml", doc)
+    assert yaml.safe_load(path.read_text()) == doc
+    assert read_plan(path)["target"]["qps"] == 300.0
+
+
+def test_read_plan_errors(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        read_plan(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema: asrtk.plan/v9\n")
+    with pytest.raises(ConfigError, match="expected 'asrtk.plan/v1'"):
+        read_plan(bad)
+
+
+def test_noisy_dips_are_smoothed_not_trusted() -> None:
+    from toolkit.capacity.planner import monotone
+
+    assert monotone([1.0, 3.0, 2.0, 4.0]) == [1.0, 2.5, 2.5, 4.0]
+    assert monotone([1.0, 3.0, 2.0], [1, 1, 3]) == [1.0, 2.25, 2.25]  # the longer step counts more
+    # a lucky fast point above a failing one must not move the capacity past the failure
+    cap = capacity_at_slo(curve((10, 0.2, 0), (20, 1.6, 0), (22, 0.3, 0), (30, 2.5, 0)), 0.95, 1.0, 0.01)
+    assert cap.rps is not None and cap.rps < 20
+
+
+def test_validation_compares_at_the_offered_load(tmp_path) -> None:
+    from toolkit.capacity.plan_io import judge_validation
+
+    doc = {"slo": {"percentile": 0.95, "latency_s": 1.0, "max_error_rate": 0.01},
+           "expected": {"per_node_rps": 20.0, "p95_s_measured": 0.4, "p95_s_model": 0.5,
+                        "curve": [{"rps": 10.0, "latency_s": 0.2}, {"rps": 30.0, "latency_s": 0.8}]}}
+
+    def summary(offered: float, done: float, p95: float, err: float = 0.0) -> dict:
+        return {"load": {"offered_rps": offered}, "throughput": {"rps": done},
+                "latency_s": {"p50": p95 / 3, "p95": p95, "p99": p95 * 1.2}, "requests": {"error_rate": err}}
+
+    v = judge_validation(doc, summary(18.0, 18.0, 0.33), 0.2, tmp_path)
+    expected_at_18 = math.exp(math.log(0.2) + 0.4 * math.log(4.0))
+    assert v.predicted_s == pytest.approx(expected_at_18) and v.predicted_planned_s == 0.4
+    assert v.passed and v.deviation == pytest.approx(0.33 / expected_at_18 - 1)
+    slow = judge_validation(doc, summary(20.0, 20.0, 0.6), 0.2, tmp_path)
+    assert not slow.passed and any("off the prediction" in r for r in slow.reasons)
+    behind = judge_validation(doc, summary(20.0, 15.0, 0.4), 0.2, tmp_path)
+    assert not behind.passed and any("completed" in r for r in behind.reasons)
+    breach = judge_validation(doc, summary(20.0, 20.0, 1.5), 5.0, tmp_path)
+    assert not breach.passed and any("breaches the SLO" in r for r in breach.reasons)

@@ -1,0 +1,251 @@
+"""``asrtk plan`` as a library: gather capacity data, plan, write plan.yaml / plan.md / plan.html,
+and ``plan validate`` (run the planned per-node operating point and compare with the prediction).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from toolkit.capacity import capacityfile, planfile, render
+from toolkit.capacity.measurements import NodeType, node_type_from_capacity, node_types_from_csv
+from toolkit.capacity.planner import Plan, PlanRequest, make_plan
+from toolkit.capacity.units import parse_node
+from toolkit.errors import ConfigError, NoDataError
+
+HOW_TO_MEASURE = (
+    "no capacity data: run `asrtk sweep --scenario NAME` first (or pass --capacity FILE, "
+    "--node NAME=FILE[:cost] or --measurements FILE.csv)"
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    nodes: list[NodeType]
+    sources: list[str]
+    used_latest: Path | None
+
+
+def _node_from_file(path: Path, name: str | None, cost: float | None) -> NodeType:
+    doc = capacityfile.read_capacity(path)
+    cap_path = path / "capacity.json" if path.is_dir() else path
+    per_workers = None
+    if doc.get("workers"):
+        per_workers = {}
+        for row in doc["workers"]:
+            sub = cap_path.parent / row["capacity_file"]
+            if sub.exists():
+                per_workers[int(row["workers"])] = capacityfile.read_capacity(sub)
+    default_name = (doc.get("scenario") or {}).get("name", "node")
+    server = (doc.get("target") or {}).get("server") or {}
+    if name is None:
+        name = f"{server.get('preset', 'node')}" if server else cap_path.parent.name
+        name = name or default_name
+    return node_type_from_capacity(doc, name, str(cap_path), cost, per_workers or None)
+
+
+def gather(
+    capacity: list[Path],
+    nodes: list[str],
+    measurements: list[Path],
+    results_dir: Path,
+) -> Inputs:
+    found: list[NodeType] = []
+    sources: list[str] = []
+    used_latest = None
+    for spec in nodes:
+        name, path, cost = parse_node(spec)
+        found.append(_node_from_file(Path(path), name, cost))
+        sources.append(path)
+    for i, path in enumerate(capacity):
+        node = _node_from_file(Path(path), None, None)
+        if any(n.name == node.name for n in found):
+            node = replace(node, name=f"{node.name}-{i + 1}")
+        found.append(node)
+        sources.append(str(path))
+    for path in measurements:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"measurements file {path} cannot be read ({exc.strerror}); check the path") from None
+        found.extend(node_types_from_csv(text, str(path), default_name=Path(path).stem))
+        sources.append(str(path))
+    if not found:
+        latest = capacityfile.find_latest_sweep(results_dir)
+        if latest is None:
+            raise NoDataError(HOW_TO_MEASURE)
+        found.append(_node_from_file(latest, None, None))
+        sources.append(str(latest))
+        used_latest = latest
+    names = [n.name for n in found]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"node type name(s) {', '.join(sorted(dup))} given twice; name them with --node NAME=FILE")
+    return Inputs(found, sources, used_latest)
+
+
+def assumptions(plan: Plan, inputs: Inputs) -> list[str]:
+    out = []
+    for a in plan.assessments:
+        nt = a.node_type
+        what = f"scenario {nt.scenario}" if nt.scenario else "the workload of the measurements"
+        out.append(f"{nt.name}: capacity measured with {what} ({nt.source}); basis: {a.capacity.note}")
+        if nt.service_time is not None:
+            out.append(f"{nt.name}: service time {nt.service_time.mean_s:.3g}s mean, cs^2 "
+                       f"{nt.service_time.cv2:.2f} ({nt.service_time.source})")
+    out.append(
+        "latency model: Erlang C (M/M/c) with the Allen-Cunneen correction (ca^2 + cs^2)/2, Poisson arrivals "
+        "(ca^2 = 1), c = measured peak throughput x mean service time; a model, not a measurement"
+    )
+    out.append(
+        "nginx sends requests to `backup` servers only when every primary is unavailable: the redundancy check "
+        "assumes a lost node is replaced by a backup; see degraded.one_primary_down for the survivors' load"
+    )
+    out.append("fleet host names are placeholders: edit the addresses before generating configs")
+    if inputs.used_latest is not None:
+        out.append(f"capacity data: latest sweep {inputs.used_latest} (no --capacity/--node/--measurements given)")
+    return out
+
+
+@dataclass
+class PlanOutput:
+    plan: Plan
+    doc: dict
+    yaml_path: Path
+    md_path: Path
+    html_path: Path
+
+
+def plan_and_write(req: PlanRequest, inputs: Inputs, out_dir: Path) -> PlanOutput:
+    plan = make_plan(inputs.nodes, req)
+    main = next(a for a in plan.assessments if a.node_type.name == plan.recommended.composition[0][0])
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    doc = planfile.plan_document(
+        plan, created=created, scenario=main.node_type.scenario, route=main.node_type.route,
+        request=main.node_type.request, assumptions=assumptions(plan, inputs),
+    )
+    out_dir = Path(out_dir)
+    y = planfile.write_plan(out_dir / "plan.yaml", doc)
+    md = out_dir / "plan.md"
+    md.write_text(render.plan_markdown(doc))
+    h = out_dir / "plan.html"
+    h.write_text(render.plan_html(doc))
+    return PlanOutput(plan, doc, y, md, h)
+
+
+# -- plan validate -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Validation:
+    per_node_rps: float
+    offered_rps: float
+    achieved_rps: float
+    percentile: float
+    predicted_s: float | None  # measured curve at the offered load
+    predicted_planned_s: float | None  # measured curve at the planned load (the plan's figure)
+    model_s: float | None
+    measured_s: float | None
+    slo_latency_s: float
+    deviation: float | None  # measured / predicted - 1
+    passed: bool
+    reasons: tuple[str, ...]
+    run_dir: Path
+
+
+def judge_validation(doc: dict, summary: dict, tolerance: float, run_dir: Path) -> Validation:
+    """Compare a run at the planned point with the plan's prediction (pure)."""
+    from toolkit.capacity.sweep import interpolate_quantile
+
+    slo = doc.get("slo") or {}
+    q = float(slo.get("percentile", planfile.DEFAULTS["slo"]["percentile"]))
+    slo_s = float(slo.get("latency_s", planfile.DEFAULTS["slo"]["latency_s"]))
+    exp = doc.get("expected") or {}
+    per_node = float(exp["per_node_rps"])
+    key = f"p{q * 100:g}".replace(".", "_")
+    predicted = exp.get(f"{key}_s_measured")
+    model = exp.get(f"{key}_s_model")
+    lat = summary.get("latency_s") or {}
+    qs = {k: lat.get(n) for k, n in ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"), (0.999, "p999"))}
+    qs = {k: float(v) for k, v in qs.items() if v is not None}
+    measured = interpolate_quantile(qs, q) if qs else None
+    achieved = float((summary.get("throughput") or {}).get("rps") or 0.0)
+    # the Poisson schedule realises more or fewer arrivals than planned: judge against what it sent
+    offered = float((summary.get("load") or {}).get("offered_rps") or per_node)
+    predicted_planned = predicted
+    curve = [(float(c["rps"]), float(c["latency_s"])) for c in exp.get("curve") or []
+             if c.get("rps") is not None and c.get("latency_s") is not None]
+    if curve and predicted is not None and abs(offered - per_node) > 1e-9:
+        predicted = curve_latency(curve, offered)  # compare at the load the run really offered
+    reasons = []
+    ref = predicted if predicted is not None else model
+    deviation = (measured / ref - 1.0) if (measured is not None and ref) else None
+    if measured is None:
+        reasons.append("no latency measured")
+    elif measured > slo_s:
+        reasons.append(f"measured p{q * 100:g} {measured:.3g}s breaches the SLO {slo_s:g}s at the planned load")
+    if deviation is not None and deviation > tolerance:
+        reasons.append(f"measured p{q * 100:g} is {deviation:+.0%} off the prediction (tolerance ±{tolerance:.0%})")
+    if achieved < 0.9 * offered:
+        reasons.append(f"the node completed {achieved:.3g} rps of the {offered:.3g} rps offered")
+    err = float((summary.get("requests") or {}).get("error_rate") or 0.0)
+    max_err = float(slo.get("max_error_rate", planfile.DEFAULTS["slo"]["max_error_rate"]))
+    if err > max_err:
+        reasons.append(f"error rate {err:.2%} > {max_err:.2%}")
+    return Validation(per_node, offered, achieved, q, predicted, predicted_planned, model, measured, slo_s,
+                      deviation, not reasons, tuple(reasons), run_dir)
+
+
+def curve_latency(curve: list[tuple[float, float]], rps: float) -> float:
+    """Latency on the plan's smoothed measured curve at ``rps`` (clamped to the measured range)."""
+    from toolkit.capacity.planner import interp_latency
+
+    pts = sorted(curve)
+    if rps <= pts[0][0]:
+        return pts[0][1]
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= rps <= x1:
+            return interp_latency(x0, y0, x1, y1, rps)
+    return pts[-1][1]
+
+
+def validation_duration_s(per_node_rps: float, percentile: float, floor_s: float = 30.0, cap_s: float = 180.0) -> float:
+    from toolkit.capacity.sweep import required_requests
+
+    return float(min(cap_s, max(floor_s, math.ceil(required_requests(percentile) / max(per_node_rps, 1e-9)))))
+
+
+def run_validation(
+    plan_path: Path,
+    target: str | None,
+    *,
+    preset: str = "tiny",
+    duration_s: float | None = None,
+    warmup_s: float = 3.0,
+    tolerance: float = 0.2,
+    out_dir: Path = Path("results"),
+    scenario_name: str | None = None,
+) -> Validation:
+    doc = planfile.read_plan(plan_path)  # a bad plan is reported before the process is patched
+
+    import locust  # noqa: F401  - gevent monkey-patching before anything starts a thread
+
+    from toolkit.bench import BenchConfig, run_bench
+    from toolkit.scenario import load_scenario, with_overrides
+
+    exp = doc.get("expected") or {}
+    if not exp.get("per_node_rps"):
+        raise ConfigError(f"plan {plan_path}: expected.per_node_rps is missing; write the plan with `asrtk plan`")
+    scen_name = scenario_name or (doc.get("target") or {}).get("scenario")
+    if not scen_name:
+        raise ConfigError(f"plan {plan_path} names no scenario (target.scenario); pass --scenario NAME")
+    per_node = float(exp["per_node_rps"])
+    q = float((doc.get("slo") or {}).get("percentile", 0.95))
+    dur = duration_s or validation_duration_s(per_node, q)
+    scen = with_overrides(load_scenario(scen_name), rate=per_node, duration_s=dur, warmup_s=warmup_s)
+    workers = (doc.get("recommended") or {}).get("workers_per_node") or 1
+    server_args = [] if target else ["--model", preset, "--workers", str(workers)]
+    outcome = run_bench(BenchConfig(scenario=scen, target=target, server_args=server_args, out_dir=Path(out_dir),
+                                    live=False, quiet=False, label="plan validate"))
+    return judge_validation(doc, outcome.summary, tolerance, outcome.run_dir)

@@ -1,0 +1,470 @@
+"""Fleet planning: from measured capacity curves to node counts, weights and N+k redundancy.
+
+Pure: node types and a request in, a :class:`Plan` out. Capacity at the SLO is interpolated
+between measured points only; when the SLO is never crossed in the measured range the highest
+measured point is used as a lower bound and the plan says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field, replace
+
+from toolkit.capacity.measurements import CurvePoint, NodeType, WorkerCurve
+from toolkit.capacity.queueing import LatencyPrediction, predict_latency
+from toolkit.capacity.sweep import interpolate_quantile
+from toolkit.errors import ConfigError, ThresholdBreached
+
+MODEL_NAME = "erlang-c + allen-cunneen"
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    target_qps: float
+    slo_percentile: float = 0.95
+    slo_latency_s: float | None = None  # None: the SLO the measurements were swept with
+    max_error_rate: float = 0.01
+    headroom: float = 0.8
+    redundancy: int = 1
+    max_cost_per_hour: float | None = None
+    ca2: float = 1.0  # arrival variability at each node (Poisson)
+
+    def __post_init__(self) -> None:
+        if not self.target_qps > 0:
+            raise ConfigError(f"--target-qps must be > 0, got {self.target_qps:g}")
+        if not 0 < self.headroom <= 1:
+            raise ConfigError(f"--headroom must be in (0, 1], got {self.headroom:g}")
+        if self.redundancy < 0:
+            raise ConfigError(f"--redundancy must be >= 0, got {self.redundancy}")
+        if self.slo_latency_s is not None and not self.slo_latency_s > 0:
+            raise ConfigError(f"--slo latency must be > 0 s, got {self.slo_latency_s:g}")
+        if self.max_cost_per_hour is not None and not self.max_cost_per_hour > 0:
+            raise ConfigError(f"--max-cost-per-hour must be > 0, got {self.max_cost_per_hour:g}")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    rps: float | None
+    ci_rps: tuple[float | None, float | None]
+    kind: str  # "search" | "interpolated" | "at_least" | "unreachable"
+    note: str
+    measured_range_rps: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class NodeAssessment:
+    """One node type at its best worker count."""
+
+    node_type: NodeType
+    workers: int | None
+    capacity: Capacity
+    curve: WorkerCurve
+    by_workers: tuple[tuple[int | None, Capacity, CurvePoint | None], ...]
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    composition: tuple[tuple[str, int, int], ...]  # (node type, active, backup)
+    per_node_rps: dict[str, float]
+    utilization: dict[str, float]
+    capacity_rps: float  # all active nodes at the SLO
+    cost_per_hour: float | None
+    within_budget: bool
+    degraded: dict
+    notes: tuple[str, ...] = ()
+
+    @property
+    def nodes(self) -> int:
+        return sum(a + b for _, a, b in self.composition)
+
+    @property
+    def active_nodes(self) -> int:
+        return sum(a for _, a, _ in self.composition)
+
+    @property
+    def backup_nodes(self) -> int:
+        return sum(b for _, _, b in self.composition)
+
+    @property
+    def label(self) -> str:
+        if len(self.composition) == 1:
+            return self.composition[0][0]
+        return " + ".join(f"{a + b}x {n}" for n, a, b in self.composition)
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: PlanRequest
+    slo_percentile: float
+    slo_latency_s: float
+    assessments: tuple[NodeAssessment, ...]
+    recommended: FleetPlan
+    alternatives: tuple[FleetPlan, ...]
+    infeasible: tuple[tuple[str, str], ...]
+    expected: dict
+    latency_s: dict
+    weights: dict[str, int]
+    ranking: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# -- capacity at the SLO ---------------------------------------------------------------------------
+
+def _latency(p: CurvePoint, q: float) -> float:
+    if q in p.latency_s:
+        return p.latency_s[q]
+    if len(p.latency_s) == 1:
+        raise ConfigError(
+            f"measurements give p{95} only; plan with --slo p95=SECONDS (asked for p{q * 100:g})"
+        )
+    return interpolate_quantile(p.latency_s, q)
+
+
+def interp_latency(x0: float, y0: float, x1: float, y1: float, x: float) -> float:
+    """Latency between two measured points, linear in log(latency): queueing delay grows convexly
+    with load, so a straight line between sparse points (often 2x apart) overstates the middle."""
+    if x1 == x0:
+        return y0
+    f = (x - x0) / (x1 - x0)
+    if y0 > 0 and y1 > 0:
+        return math.exp(math.log(y0) + f * (math.log(y1) - math.log(y0)))
+    return y0 + f * (y1 - y0)
+
+
+def load_at_latency(x0: float, y0: float, x1: float, y1: float, y: float) -> float:
+    """Inverse of :func:`interp_latency`: the throughput where the latency reaches ``y``."""
+    if y1 == y0:
+        return x0
+    if y0 > 0 and y1 > 0 and y > 0:
+        f = (math.log(y) - math.log(y0)) / (math.log(y1) - math.log(y0))
+    else:
+        f = (y - y0) / (y1 - y0)
+    return x0 + f * (x1 - x0)
+
+
+def monotone(values: list[float], weights: list[float] | None = None) -> list[float]:
+    """Non-decreasing weighted least-squares fit (pool adjacent violators): latency and errors only
+    grow with load, so a dip between two measured points is noise, not a sweet spot."""
+    ws = weights or [1.0] * len(values)
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for v, w in zip(values, ws):
+        blocks.append([v, float(w), 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m2, w2, n2), (m1, w1, n1) = blocks[-2], blocks[-1]
+            blocks[-2:] = [[(m2 * w2 + m1 * w1) / (w1 + w2), w1 + w2, n1 + n2]]
+    out: list[float] = []
+    for m, _, n in blocks:
+        out += [m] * int(n)
+    return out
+
+
+def smoothed(points: tuple[CurvePoint, ...] | list[CurvePoint], q: float) -> list[CurvePoint]:
+    """Points sorted by throughput with the q-latency and error rate made non-decreasing."""
+    pts = sorted(points, key=lambda p: p.rps)
+    w = [float(p.requests) for p in pts]
+    lat = monotone([_latency(p, q) for p in pts], w)
+    err = monotone([p.error_rate for p in pts], w)
+    return [CurvePoint(p.rps, {**p.latency_s, q: lq}, e, p.max_s, p.requests) for p, lq, e in zip(pts, lat, err)]
+
+
+def capacity_at_slo(curve: WorkerCurve, q: float, slo_s: float, max_err: float) -> Capacity:
+    raw = sorted(curve.points, key=lambda p: p.rps)
+    first_raw_fail = next((p.rps for p in raw if _latency(p, q) > slo_s or p.error_rate > max_err), None)
+    # a measured failure is a hard limit: faster points beyond it are luck, not capacity
+    pts = smoothed([p for p in raw if first_raw_fail is None or p.rps <= first_raw_fail], q)
+    if not pts:
+        return Capacity(None, (None, None), "unreachable", "no measured points", (0.0, 0.0))
+    rng = (raw[0].rps, raw[-1].rps)
+    sw = curve.sweep
+    if (
+        sw is not None and sw.max_rps is not None and abs(sw.percentile - q) < 1e-9
+        and abs(sw.latency_s - slo_s) < 1e-9 and abs(sw.max_error_rate - max_err) < 1e-12
+    ):
+        kind = "search" if sw.ci_rps[1] is not None else "at_least"
+        note = "peak search of the sweep" if kind == "search" else (
+            f"the SLO was never crossed up to {rng[1]:.3g} rps: capacity is at least that (not extrapolated)")
+        return Capacity(sw.max_rps, sw.ci_rps, kind, note, rng)
+
+    def ok(p: CurvePoint) -> bool:
+        return _latency(p, q) <= slo_s and p.error_rate <= max_err
+
+    first_fail = next((i for i, p in enumerate(pts) if not ok(p)), None)
+    pct = f"p{q * 100:g}"
+    if first_fail is None:
+        return Capacity(
+            pts[-1].rps, (pts[-1].rps, None), "at_least",
+            f"{pct} stayed within {slo_s:g}s up to the highest measured point {pts[-1].rps:.3g} rps: "
+            "capacity is at least that (not extrapolated; measure higher loads to find the edge)",
+            rng,
+        )
+    if first_fail == 0:
+        p = pts[0]
+        why = (f"{pct} {_latency(p, q):.3g}s > {slo_s:g}s" if _latency(p, q) > slo_s
+               else f"error rate {p.error_rate:.2%} > {max_err:.2%}")
+        return Capacity(
+            None, (None, None), "unreachable",
+            f"{why} already at the lightest measured load ({p.rps:.3g} rps): the SLO is not met at any measured load",
+            rng,
+        )
+    a, b = pts[first_fail - 1], pts[first_fail]
+    cands = [b.rps]
+    la, lb = _latency(a, q), _latency(b, q)
+    if lb > slo_s and lb > la:
+        cands.append(load_at_latency(a.rps, la, b.rps, lb, slo_s))
+    if b.error_rate > max_err and b.error_rate > a.error_rate:
+        cands.append(a.rps + (max_err - a.error_rate) / (b.error_rate - a.error_rate) * (b.rps - a.rps))
+    rps = max(a.rps, min(cands))
+    return Capacity(rps, (a.rps, b.rps), "interpolated",
+                    f"interpolated between measured points {a.rps:.3g} and {b.rps:.3g} rps", rng)
+
+
+def interpolate_at(curve: WorkerCurve, rps: float, q: float) -> tuple[float | None, str | None]:
+    """Measured latency quantile at a throughput, linear between points; note when outside the range."""
+    try:
+        # raw neighbours, not the isotonic fit: a noisy light-load point (few requests) would
+        # otherwise be pooled into the whole flat part of the curve
+        vals = [(p.rps, _latency(p, q)) for p in sorted(curve.points, key=lambda p: p.rps)]
+    except ConfigError:
+        return None, None
+    if not vals:
+        return None, None
+    if rps <= vals[0][0]:
+        note = None
+        if rps < vals[0][0] * 0.999:
+            note = (f"planned {rps:.3g} rps per node lies below the lightest measured point ({vals[0][0]:.3g} rps): "
+                    f"measured p{q * 100:g} taken from that point (an upper bound)")
+        return vals[0][1], note
+    if rps >= vals[-1][0]:
+        return vals[-1][1], (None if rps <= vals[-1][0] * 1.001 else
+                             f"planned {rps:.3g} rps per node lies above the measured range: not extrapolated")
+    for (x0, y0), (x1, y1) in itertools.pairwise(vals):
+        if x0 <= rps <= x1:
+            return interp_latency(x0, y0, x1, y1, rps), None
+    return vals[-1][1], None
+
+
+def assess(node: NodeType, q: float, slo_s: float, max_err: float) -> NodeAssessment:
+    rows = []
+    for c in node.curves:
+        cap = capacity_at_slo(c, q, slo_s, max_err)
+        at = None
+        if cap.rps is not None:  # the busiest measured point that met the SLO
+            ok = [p for p in c.points if p.rps <= cap.rps + 1e-9 and _latency(p, q) <= slo_s
+                  and p.error_rate <= max_err]
+            at = max(ok, key=lambda p: p.rps, default=None)
+        rows.append((c, cap, at))
+    feasible = [r for r in rows if r[1].rps is not None]
+    c, cap, _ = max(feasible, key=lambda r: r[1].rps) if feasible else rows[0]
+    return NodeAssessment(node, c.workers, cap, c, tuple((r[0].workers, r[1], r[2]) for r in rows))
+
+
+# -- fleets -----------------------------------------------------------------------------------------
+
+def _cost(node: NodeType, n: int) -> float | None:
+    return None if node.cost_per_hour is None else node.cost_per_hour * n
+
+
+def homogeneous(a: NodeAssessment, req: PlanRequest) -> FleetPlan:
+    cap = a.capacity.rps
+    assert cap is not None
+    active = max(1, math.ceil(req.target_qps / (req.headroom * cap) - 1e-9))
+    total = active + req.redundancy
+    per_node = req.target_qps / active
+    notes = []
+    if req.target_qps < req.headroom * cap and active == 1:
+        notes.append(
+            f"{a.node_type.name}: target {req.target_qps:g} rps is below one node's capacity "
+            f"({cap:.3g} rps at the SLO): 1 active node at {per_node / cap:.0%} of capacity"
+        )
+    degraded_cap = (total - req.redundancy) * cap
+    one_down = req.target_qps / (active - 1) if active > 1 else math.inf
+    cost = _cost(a.node_type, total)
+    return FleetPlan(
+        composition=((a.node_type.name, active, req.redundancy),),
+        per_node_rps={a.node_type.name: per_node},
+        utilization={a.node_type.name: per_node / cap},
+        capacity_rps=active * cap,
+        cost_per_hour=cost,
+        within_budget=req.max_cost_per_hour is None or cost is None or cost <= req.max_cost_per_hour + 1e-9,
+        degraded={
+            "nodes_lost": req.redundancy,
+            "capacity_rps": degraded_cap,
+            "meets_slo": degraded_cap >= req.target_qps - 1e-9,
+            "one_primary_down": {
+                "capacity_rps": (active - 1) * cap,
+                "per_node_rps": None if math.isinf(one_down) else one_down,
+                "meets_slo": one_down <= cap + 1e-9,
+            },
+        },
+        notes=tuple(notes),
+    )
+
+
+def mixed(assessments: list[NodeAssessment], req: PlanRequest, max_nodes: int = 64) -> FleetPlan | None:
+    """Cheapest mix of two or more node types (primaries), plus ``redundancy`` backups of the largest type."""
+    if len(assessments) < 2 or any(a.node_type.cost_per_hour is None for a in assessments):
+        return None
+    caps = [a.capacity.rps or 0.0 for a in assessments]
+    bounds = [min(max_nodes, math.ceil(req.target_qps / (req.headroom * c))) for c in caps]
+    best: tuple[float, tuple[int, ...]] | None = None
+    for counts in itertools.product(*(range(b + 1) for b in bounds)):
+        if sum(1 for n in counts if n) < 2:
+            continue
+        if req.headroom * sum(n * c for n, c in zip(counts, caps)) < req.target_qps - 1e-9:
+            continue
+        cost = sum(n * (a.node_type.cost_per_hour or 0.0) for n, a in zip(counts, assessments))
+        if best is None or cost < best[0]:
+            best = (cost, counts)
+    if best is None:
+        return None
+    counts = best[1]
+    big = max((i for i, n in enumerate(counts) if n), key=lambda i: caps[i])
+    comp = tuple(
+        (a.node_type.name, n, req.redundancy if i == big else 0)
+        for i, (a, n) in enumerate(zip(assessments, counts)) if n or i == big
+    )
+    total_cap = sum(n * c for n, c in zip(counts, caps))
+    share = {a.node_type.name: req.target_qps * c / total_cap for a, n, c in zip(assessments, counts, caps) if n}
+    # worst case: the largest primaries fail; backups (all of the largest type) take over
+    lost = sorted((c for n, c in zip(counts, caps) for _ in range(n)), reverse=True)[: req.redundancy]
+    degraded_cap = total_cap - sum(lost) + req.redundancy * caps[big]
+    cost = best[0] + req.redundancy * (assessments[big].node_type.cost_per_hour or 0.0)
+    survivors_cap = total_cap - max(caps[i] for i, n in enumerate(counts) if n)
+    return FleetPlan(
+        composition=comp,
+        per_node_rps=share,
+        utilization={a.node_type.name: req.target_qps / total_cap for a, n in zip(assessments, counts) if n},
+        capacity_rps=total_cap,
+        cost_per_hour=cost,
+        within_budget=req.max_cost_per_hour is None or cost <= req.max_cost_per_hour + 1e-9,
+        degraded={
+            "nodes_lost": req.redundancy,
+            "capacity_rps": degraded_cap,
+            "meets_slo": degraded_cap >= req.target_qps - 1e-9,
+            "one_primary_down": {
+                "capacity_rps": survivors_cap,
+                "per_node_rps": None,
+                "meets_slo": survivors_cap >= req.target_qps - 1e-9,
+            },
+        },
+        notes=("heterogeneous fleet: nginx weights proportional to measured capacity",),
+    )
+
+
+def weights_for(capacities: dict[str, float]) -> dict[str, int]:
+    """Integer nginx weights proportional to capacity (the capacity in rps when all are >= 10)."""
+    lo = min(capacities.values())
+    scale = 1.0 if lo >= 10 else 10.0 / lo
+    return {k: max(1, int(round(v * scale))) for k, v in capacities.items()}
+
+
+def _model(a: NodeAssessment, per_node_rps: float, req: PlanRequest, q: float) -> LatencyPrediction | None:
+    st = a.node_type.service_time
+    x_max = max((p.rps for p in a.curve.points), default=0.0)
+    if st is None or x_max <= 0 or st.mean_s <= 0:
+        return None
+    c = max(1, int(round(x_max * st.mean_s)))
+    mu = x_max / c
+    return predict_latency(c, per_node_rps, mu, st.mean_s, st.cv2, req.ca2)
+
+
+def service_time_estimate(a: NodeAssessment) -> NodeType:
+    """A CSV gives no service-time variance: assume exponential (cs^2 = 1) from the lightest p95."""
+    if a.node_type.service_time is not None or not a.curve.points:
+        return a.node_type
+    from toolkit.capacity.measurements import ServiceTime
+
+    light = min(a.curve.points, key=lambda p: p.rps)
+    mean = light.latency_s[0.95] / -math.log(0.05)
+    st = ServiceTime(mean, 1.0, "assumed exponential: mean = p95 / 3.0 at the lightest measured load")
+    return replace(a.node_type, service_time=st)
+
+
+def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
+    if not nodes:
+        raise ConfigError("no capacity data: run `asrtk sweep --scenario NAME` or pass --measurements FILE.csv")
+    slos = {(c.sweep.percentile, c.sweep.latency_s, c.sweep.max_error_rate)
+            for n in nodes for c in n.curves if c.sweep is not None}
+    q = req.slo_percentile
+    slo_s = req.slo_latency_s
+    notes: list[str] = []
+    if slo_s is None:
+        if len(slos) == 1:
+            q, slo_s, _ = next(iter(slos))
+            notes.append(f"SLO p{q * 100:g} <= {slo_s:g}s taken from the sweep")
+        else:
+            raise ConfigError("give the SLO to plan for: --slo p95=1.5s (the measurements do not name one)")
+    assessments = [assess(n, q, slo_s, req.max_error_rate) for n in nodes]
+    assessments = [replace(a, node_type=service_time_estimate(a)) for a in assessments]
+    infeasible = [(a.node_type.name, a.capacity.note) for a in assessments if a.capacity.rps is None]
+    feasible = [a for a in assessments if a.capacity.rps is not None]
+    if not feasible:
+        raise ThresholdBreached(
+            "no node type meets the SLO at any measured load: "
+            + "; ".join(f"{n}: {why}" for n, why in infeasible)
+        )
+    for a in feasible:
+        if a.capacity.kind == "at_least":
+            notes.append(f"{a.node_type.name}: {a.capacity.note}")
+    plans = [homogeneous(a, req) for a in feasible]
+    mix = mixed(feasible, req)
+    if mix is not None and all(mix.cost_per_hour is not None and p.cost_per_hour is not None
+                               and mix.cost_per_hour < p.cost_per_hour - 1e-9 for p in plans):
+        plans.append(mix)
+    within = [p for p in plans if p.within_budget]
+    if not within:
+        raise ThresholdBreached(
+            f"every plan exceeds the budget of {req.max_cost_per_hour:g}/h: "
+            + ", ".join(f"{p.label} {p.nodes} nodes {p.cost_per_hour:g}/h" for p in plans)
+            + "; raise --max-cost-per-hour or lower --target-qps"
+        )
+    if all(p.cost_per_hour is not None for p in within):
+        ranking = "cheapest cost per hour"
+        within.sort(key=lambda p: (p.cost_per_hour, p.nodes))
+    else:
+        ranking = "fewest nodes (no cost given for every node type)"
+        within.sort(key=lambda p: (p.nodes, -p.capacity_rps))
+    rec = within[0]
+    alternatives = tuple(p for p in plans if p is not rec)
+
+    by_name = {a.node_type.name: a for a in feasible}
+    rec_types = [by_name[n] for n, _, _ in rec.composition]
+    weights = weights_for({a.node_type.name: a.capacity.rps or 0.0 for a in rec_types})
+    main = max(rec_types, key=lambda a: rec.per_node_rps.get(a.node_type.name, 0.0))
+    per_node = rec.per_node_rps.get(main.node_type.name, 0.0)
+    latency: dict[str, float | None] = {}
+    for key, qq in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        v, note = interpolate_at(main.curve, per_node, qq)
+        latency[key] = v
+        if note and key == "p95":
+            notes.append(note)
+    at_max = [p.max_s for p in sorted(main.curve.points, key=lambda p: p.rps) if p.rps >= per_node and p.max_s]
+    latency["max"] = at_max[0] if at_max else max((p.max_s for p in main.curve.points if p.max_s), default=None)
+    model = _model(main, per_node, req, q)
+    measured_q, _ = interpolate_at(main.curve, per_node, q)
+    curve_pts = [{"rps": p.rps, "latency_s": _latency(p, q)} for p in sorted(main.curve.points, key=lambda p: p.rps)]
+    expected = {
+        "per_node_rps": per_node,
+        "utilization": rec.utilization.get(main.node_type.name),
+        f"p{q * 100:g}_s_measured".replace(".", "_"): measured_q,
+        f"p{q * 100:g}_s_model".replace(".", "_"): model.quantile_s(q) if model else None,
+        "p95_s_measured": latency.get("p95"),
+        "p95_s_model": model.p95_s if model else None,
+        "model": MODEL_NAME,
+        "curve": curve_pts,  # smoothed measured latency at the SLO percentile vs throughput
+        "model_inputs": None if model is None else {
+            "servers": max(1, int(round(max(p.rps for p in main.curve.points) * main.node_type.service_time.mean_s))),
+            "service_time_mean_s": main.node_type.service_time.mean_s,
+            "service_time_cv2": main.node_type.service_time.cv2,
+            "arrival_ca2": req.ca2,
+            "p_wait": model.p_wait,
+            "service_time_source": main.node_type.service_time.source,
+        },
+    }
+    notes.extend(rec.notes)
+    return Plan(
+        request=req, slo_percentile=q, slo_latency_s=slo_s, assessments=tuple(assessments), recommended=rec,
+        alternatives=alternatives, infeasible=tuple(infeasible), expected=expected, latency_s=latency,
+        weights=weights, ranking=ranking, notes=tuple(dict.fromkeys(notes)),
+    )

@@ -1,0 +1,171 @@
+"""``asrtk plan``: size the fleet from measured capacity; ``asrtk plan validate``: check the plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from toolkit.cli._common import console, handle_errors
+from toolkit.errors import UsageError
+
+plan_app = typer.Typer(
+    name="plan",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(plan_app, name="plan")
+
+
+@plan_app.callback(invoke_without_command=True)
+@handle_errors
+def plan(
+    ctx: typer.Context,
+    target_qps: Annotated[Optional[float], typer.Option(help="Requests per second the fleet must carry.")] = None,
+    slo: Annotated[Optional[str], typer.Option(help="Latency SLO, e.g. p95=1.5s. Default: the sweep's.")] = None,
+    max_error_rate: Annotated[str, typer.Option(help="Error budget, e.g. 1%.")] = "1%",
+    capacity: Annotated[Optional[list[Path]], typer.Option(help="capacity.json of a sweep (repeatable). Default: the latest sweep in --results.")] = None,
+    node: Annotated[Optional[list[str]], typer.Option(help="Node type NAME=FILE[:cost per hour] (repeatable), e.g. gpu-a=results/sweep-x/capacity.json:3.2.")] = None,
+    measurements: Annotated[Optional[list[Path]], typer.Option(help="CSV with columns workers,qps,p95_s,error_rate[,node] measured elsewhere (repeatable).")] = None,
+    redundancy: Annotated[int, typer.Option(help="Spare nodes (N+k): they become nginx backups.")] = 1,
+    headroom: Annotated[float, typer.Option(help="Load each node at most this fraction of its capacity at the SLO.")] = 0.8,
+    max_cost_per_hour: Annotated[Optional[float], typer.Option(help="Budget: reject plans that cost more per hour.")] = None,
+    results: Annotated[Path, typer.Option(help="Where to look for the latest sweep.")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="Directory for plan.yaml, plan.md and plan.html.")] = Path("."),
+) -> None:
+    """Turn measured capacity into node counts, workers per node, nginx weights and N+k redundancy.
+
+    Capacity at the SLO is interpolated between measured points only (never extrapolated);
+    nodes = ceil(target / (headroom x capacity)) + redundancy. A queueing model (Erlang C with
+    an Allen-Cunneen correction) predicts p95 at the planned load, labelled as a model next to
+    the measured figure. Exit codes: 0 planned, 2 no or bad capacity data, 3 no plan meets the
+    SLO or the budget.
+
+    Examples:
+
+      asrtk plan --target-qps 300                                   # latest sweep in results/
+
+      asrtk plan --target-qps 300 --slo p95=1.5s --node a100=results/sweep-a/capacity.json:3.2 \\
+          --node l4=results/sweep-b/capacity.json:0.9 --redundancy 2 --out deploy/
+
+      asrtk plan --target-qps 120 --slo p95=2s --measurements loadtest.csv
+
+      asrtk plan validate deploy/plan.yaml --target http://gpu-a-1:8000
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from toolkit.capacity.plan_io import gather, plan_and_write
+    from toolkit.capacity.planner import PlanRequest
+    from toolkit.capacity.units import parse_ratio, parse_slo
+
+    if target_qps is None:
+        raise UsageError("--target-qps is required, e.g. asrtk plan --target-qps 300")
+    pct, lat = parse_slo(slo) if slo else (0.95, None)
+    req = PlanRequest(
+        target_qps=target_qps, slo_percentile=pct, slo_latency_s=lat,
+        max_error_rate=parse_ratio(max_error_rate, "--max-error-rate"), headroom=headroom,
+        redundancy=redundancy, max_cost_per_hour=max_cost_per_hour,
+    )
+    inputs = gather(list(capacity or []), list(node or []), list(measurements or []), results)
+    if inputs.used_latest is not None:
+        say(f"using the latest sweep: {inputs.used_latest}")
+    result = plan_and_write(req, inputs, out)
+    _print_plan(result.doc)
+    say(f"wrote {result.yaml_path}, {result.md_path}, {result.html_path}")
+
+
+def say(msg: str) -> None:
+    console.print(msg, soft_wrap=True)
+
+
+def _f(v: float | None, unit: str = "") -> str:
+    return "–" if v is None else f"{v:.3g}{unit}"
+
+
+def _print_plan(doc: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title="node types", show_edge=False)
+    for col in ("node type", "workers", "QPS at SLO", "basis", "cost/h"):
+        t.add_column(col, justify="right")
+    for nt in doc["node_types"]:
+        t.add_row(nt["name"], _f(nt["workers_per_node"]), _f(nt["capacity_rps"]), nt["capacity_basis"],
+                  _f(nt["cost_per_hour"]))
+    console.print(t)
+    rec = doc["recommended"]
+    exp = doc["expected"]
+    cost = f", {rec['cost_per_hour']:.4g}/h" if rec.get("cost_per_hour") is not None else ""
+    say(f"[bold]recommended: {rec['nodes']} x {rec['node_type']}[/bold] ({rec['active_nodes']} active + "
+                  f"{rec['backup_nodes']} backup, {_f(rec['workers_per_node'])} workers/node{cost}); "
+                  f"ranked by {doc['ranking']}")
+    say(f"per node {_f(exp['per_node_rps'])} rps ({_f((exp.get('utilization') or 0) * 100)}% of capacity): "
+                  f"p95 measured {_f(exp.get('p95_s_measured'), 's')}, model {_f(exp.get('p95_s_model'), 's')} "
+                  f"({exp['model']})")
+    deg = doc["degraded"]
+    say(f"with {deg['nodes_lost']} node(s) lost: {_f(deg['capacity_rps'])} rps at the SLO, "
+                  f"meets SLO: {'yes' if deg['meets_slo'] else 'NO'}")
+    for a in doc.get("alternatives") or []:
+        say(f"alternative: {a['nodes']} x {a['node_type']}"
+                      + (f", {a['cost_per_hour']:.4g}/h" if a.get("cost_per_hour") is not None else "")
+                      + ("" if a.get("within_budget", True) else " (over budget)"))
+    for n in doc.get("notes") or []:
+        say(f"[yellow]note[/yellow]: {n}")
+    for i in doc.get("infeasible") or []:
+        say(f"[yellow]not feasible[/yellow]: {i['node_type']}: {i['reason']}")
+
+
+@plan_app.command("validate")
+@handle_errors
+def validate(
+    plan_file: Annotated[Path, typer.Argument(help="plan.yaml written by `asrtk plan`.")],
+    target: Annotated[Optional[str], typer.Option(help="One node of the planned type. Default: the embedded reference server with the planned workers.")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="Scenario to run (default: the plan's target.scenario).")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="Measured time (default: long enough for the percentile).")] = None,
+    tolerance: Annotated[str, typer.Option(help="Allowed excess of measured over predicted latency, e.g. 20%.")] = "20%",
+    model: Annotated[str, typer.Option(help="Embedded server: model preset.")] = "tiny",
+    out: Annotated[Path, typer.Option(help="Results directory for the validation run.")] = Path("results"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON object.")] = False,
+) -> None:
+    """Run the planned per-node operating point against one node and compare measured p95 and
+    throughput with the plan's prediction. Exit 3 when the SLO fails there, the latency is
+    more than --tolerance above the prediction, or the node does not carry the planned load.
+
+    Example:
+
+      asrtk plan validate plan.yaml --target http://gpu-a-1:8000
+    """
+    from toolkit.capacity.plan_io import run_validation
+    from toolkit.capacity.units import parse_duration, parse_ratio
+    from toolkit.errors import ThresholdBreached
+
+    v = run_validation(
+        plan_file, target, preset=model, duration_s=parse_duration(duration, "--duration") if duration else None,
+        tolerance=parse_ratio(tolerance, "--tolerance"), out_dir=out, scenario_name=scenario,
+    )
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({
+            "per_node_rps": v.per_node_rps, "offered_rps": v.offered_rps, "achieved_rps": v.achieved_rps, "percentile": v.percentile,
+            "predicted_s": v.predicted_s, "predicted_planned_s": v.predicted_planned_s, "model_s": v.model_s, "measured_s": v.measured_s,
+            "slo_latency_s": v.slo_latency_s, "deviation": v.deviation, "passed": v.passed,
+            "reasons": list(v.reasons), "run_dir": str(v.run_dir),
+        }))
+        if not v.passed:
+            raise typer.Exit(3)
+        return
+    pct = f"p{v.percentile * 100:g}"
+    dev = f" ({v.deviation:+.0%})" if v.deviation is not None else ""
+    say(f"throughput: planned {v.per_node_rps:.3g} rps, offered {v.offered_rps:.3g} rps (Poisson), "
+                  f"completed {v.achieved_rps:.3g} rps")
+    say(f"{pct}: predicted {_f(v.predicted_s, 's')} (measured curve at the offered load; "
+        f"{_f(v.predicted_planned_s, 's')} at the planned load), model {_f(v.model_s, 's')}, "
+                  f"measured {_f(v.measured_s, 's')}{dev}; SLO {v.slo_latency_s:g}s")
+    say(f"run: {v.run_dir}")
+    if not v.passed:
+        raise ThresholdBreached("plan validation failed: " + "; ".join(v.reasons))
+    say("[green]plan holds at the planned operating point[/green]")
