@@ -41,9 +41,22 @@ class _NoRequestLines(logging.Filter):
         return not (msg.startswith('%s - "WebSocket') or msg in ("connection open", "connection closed"))
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now, so a handler installed while stderr was
+    redirected (a test runner, a CLI harness) never writes to a closed stream later."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, force=True,
+        level=level.upper(), handlers=[_CurrentStderr()], force=True,
         format="%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s",
     )
     for name in ("uvicorn.error", "uvicorn.access"):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from toolkit import atomic
 
 Row = Mapping[str, Any]
 Spectrum = Sequence[tuple[float, float]]
@@ -453,21 +453,6 @@ def render_html(summary: Row, timeseries_rows: Sequence[Row], telemetry_rows: Se
 # ----------------------------------------------------------------------------- writer
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_reports(run_dir: Path) -> tuple[Path, Path]:
     """Read a run directory's files and (re)write its report.html and report.md."""
     from toolkit.results import FILES, latency_spectrum, read_csv, read_summary
@@ -480,6 +465,6 @@ def write_reports(run_dir: Path) -> tuple[Path, Path]:
     spectrum = latency_spectrum(run_dir / FILES["latency_log"], warmup_s=_num(summary.get("warmup_s")) or 0.0)
     html_path = run_dir / FILES["report_html"]
     md_path = run_dir / FILES["report_md"]
-    _write_text_atomic(html_path, render_html(summary, ts, tel, latency_spectrum=spectrum, server_rows=server))
-    _write_text_atomic(md_path, render_markdown(summary, ts, tel, latency_spectrum=spectrum))
+    atomic.write_text(html_path, render_html(summary, ts, tel, latency_spectrum=spectrum, server_rows=server))
+    atomic.write_text(md_path, render_markdown(summary, ts, tel, latency_spectrum=spectrum))
     return html_path, md_path

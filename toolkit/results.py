@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
-import tempfile
 import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from toolkit import atomic
 from toolkit.errors import ConfigError, NoDataError
 
 SCHEMA = "asrtk.result/v1"
@@ -116,23 +115,8 @@ def _finite_json(obj: Any) -> Any:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON so that readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_finite_json(obj), f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    text = json.dumps(_finite_json(obj), indent=2, allow_nan=False) + "\n"
+    atomic.write_text(Path(path), text, fsync=True)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:

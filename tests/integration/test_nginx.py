@@ -184,8 +184,9 @@ def test_live_weights_split_traffic_and_a_killed_replica_is_ejected(
     servers: list[EmbeddedServer], tmp_path: Path, audio_clip: Callable[..., bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     weights = (3, 2, 1)
+    # limit_req is sized from the target QPS: set it far above what 3 clients send (this test is about weights)
     spec = S.from_flags([f"{s.url.removeprefix('http://')}:{w}" for s, w in zip(servers, weights)],
-                        target_qps=50).with_overrides(listen=f"127.0.0.1:{_free_port()}")
+                        target_qps=5000).with_overrides(listen=f"127.0.0.1:{_free_port()}")
     clip = audio_clip(0.3)
     with Nginx(tmp_path, spec) as lb:
         # 1. share by weight. least_conn picks the server with the fewest in-flight requests per unit

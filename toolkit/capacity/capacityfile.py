@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from toolkit import atomic
 from toolkit.capacity.sweep import Judgement, StepPlan, StepResult, SweepOutcome, SweepPolicy
 from toolkit.capacity.usl import UslFit
 from toolkit.errors import ConfigError
@@ -244,14 +243,7 @@ def validate_capacity(d: Any) -> list[str]:
 
 
 def write_capacity(path: Path, doc: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".capacity-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(Path(path), json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
 def read_capacity(path: Path) -> dict:
