@@ -90,6 +90,22 @@ def _threshold_fmt(name: str, v: Any) -> str:
 # ----------------------------------------------------------------------------- verdict and tables
 
 
+def tail_note(count: Any) -> str | None:
+    """Which tail percentiles ``count`` samples cannot resolve, or None.
+
+    With nearest-rank percentiles, p equals the maximum whenever count < 1 / (1 - p):
+    a p99 from 23 requests is just the slowest request.
+    """
+    if not isinstance(count, (int, float)) or count <= 0:
+        return None
+    n = int(count)
+    unresolved = [name for name, p in (("p95", 0.95), ("p99", 0.99), ("p99.9", 0.999)) if n < 1.0 / (1.0 - p)]
+    if not unresolved:
+        return None
+    return (f"only {n} requests measured: {', '.join(unresolved)} equal the maximum; run longer "
+            f"(--duration) or at a higher rate for a resolved tail")
+
+
 def verdict(summary: Row) -> dict[str, Any]:
     """The three headline facts: SLO pass/fail, run valid/invalid, complete/incomplete."""
     slo_passed = _get(summary, "slo.passed")
@@ -101,6 +117,7 @@ def verdict(summary: Row) -> dict[str, Any]:
         "complete": "COMPLETE" if complete else "INCOMPLETE",
         "incomplete_reason": None if complete else (summary.get("incomplete_reason") or "unknown"),
         "warnings": list(_get(summary, "loadgen.warnings", []) or []),
+        "notes": [n for n in (tail_note(_get(summary, "latency_s.count")),) if n],
     }
 
 
@@ -235,7 +252,9 @@ def render_markdown(summary: Row, timeseries_rows: Sequence[Row], telemetry_rows
     out += [status, ""]
     for w in v["warnings"]:
         out.append(f"> warning: {w}")
-    if v["warnings"]:
+    for n in v["notes"]:
+        out.append(f"> note: {n}")
+    if v["warnings"] or v["notes"]:
         out.append("")
     out += [_md_table(["", ""], [[k, val] for k, val in _run_facts(summary)]), ""]
     for title, header, rows in _tables(summary):
@@ -423,6 +442,7 @@ def render_html(summary: Row, timeseries_rows: Sequence[Row], telemetry_rows: Se
         f'<div class="badges">{"".join(badges)}</div>',
     ]
     parts += [f'<div class="warning">warning: {html.escape(str(w))}</div>' for w in v["warnings"]]
+    parts += [f'<div class="warning">note: {html.escape(str(n))}</div>' for n in v["notes"]]
     parts.append(_html_table(["", ""], _run_facts(summary), cls="facts"))
     tables = _tables(summary)
     # Headline numbers first, charts next, the detail tables after them.

@@ -194,3 +194,16 @@ def test_write_reports_reads_the_run_dir(tmp_path: Path) -> None:
 def test_write_reports_without_summary(tmp_path: Path) -> None:
     with pytest.raises(NoDataError):
         write_reports(tmp_path)
+
+
+def test_tail_note_names_the_percentiles_that_equal_the_maximum() -> None:
+    from toolkit.report import tail_note
+
+    note = tail_note(10)
+    assert note is not None and "p95, p99, p99.9" in note and "10 requests" in note
+    note = tail_note(23)
+    assert note is not None and ": p99, p99.9 equal" in note
+    note = tail_note(150)
+    assert note is not None and "p99.9" in note and "p99," not in note
+    assert tail_note(5000) is None
+    assert tail_note(None) is None and tail_note(0) is None

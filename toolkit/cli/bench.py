@@ -94,6 +94,8 @@ def _fmt_s(v: float | None) -> str:
 def render_summary(s: dict, run_dir: Path) -> None:
     from rich.table import Table
 
+    from toolkit.report import tail_note
+
     t = Table(title=f"asrtk bench: {s['scenario']['name']} ({'complete' if s['complete'] else 'INCOMPLETE'})")
     t.add_column("figure")
     t.add_column("value", justify="right")
@@ -121,6 +123,9 @@ def render_summary(s: dict, run_dir: Path) -> None:
     console.print(t)
     for w in lg["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}")
+    note = tail_note(lat.get("count"))
+    if note:
+        console.print(f"note: {note}")
     report = run_dir / "report.html"
     console.print(f"results: {run_dir}" + (f"\nreport:  {report}" if report.exists() else ""))
 
