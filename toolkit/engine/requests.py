@@ -115,15 +115,9 @@ def build_requests(protocol: Any, clips: Sequence[Any], texts: Sequence[tuple[st
             add(json.dumps({"text": text, "emotion": emotion}).encode(), "application/json", None,
                 output_audio=True)
         return out
-    if kind == "recognize":
-        form = {"language": protocol.language, **dict(protocol.form)}
-        for c in clips:
-            body, ct = _multipart(protocol.field, f"{c.path.stem}.{c.format}", c.read_bytes(),
-                                  _MIME.get(c.format, "application/octet-stream"), form)
-            add(body, ct, c.duration_s)
-        return out
-    if kind == "emotion":
-        form = {"granularity": protocol.granularity, **dict(protocol.form)}
+    if kind in ("recognize", "emotion"):
+        extra = {"language": protocol.language} if kind == "recognize" else {"granularity": protocol.granularity}
+        form = {**extra, **dict(protocol.form)}
         for c in clips:
             body, ct = _multipart(protocol.field, f"{c.path.stem}.{c.format}", c.read_bytes(),
                                   _MIME.get(c.format, "application/octet-stream"), form)
