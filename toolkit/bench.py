@@ -238,6 +238,24 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
             server.stop()
 
 
+def local_target_pids(base_url: str, server: Any = None) -> list[int]:
+    """The processes serving a target on this host: the one listening on its port (an embedded
+    server's own pid as a fallback). Remote targets: []."""
+    from urllib.parse import urlsplit
+
+    from toolkit.samplers import is_loopback_host, listening_pids
+
+    parts = urlsplit(base_url)
+    pids: set[int] = set()
+    if parts.hostname and is_loopback_host(parts.hostname):
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        pids.update(listening_pids(port))
+    if server is not None and getattr(server, "pid", 0):
+        pids.add(int(server.pid))
+    # a worker process under a listening supervisor is covered by the supervisor's tree
+    return sorted(pids)
+
+
 def _say(cfg: BenchConfig, msg: str) -> None:
     if cfg.live or cfg.quiet:
         print(msg, file=sys.stderr if not cfg.quiet else sys.stdout, flush=True)
@@ -265,7 +283,7 @@ def _run_loaded(cfg: BenchConfig, scenario: Any, base_url: str, server: Any) -> 
 
     agg = Aggregator()
     run = _Run(cfg)
-    source = PsutilSource()
+    source = PsutilSource(target_pids=local_target_pids(base_url, server))
     telemetry = Telemetry(HostSampler(source), GpuSampler(), [PrometheusScraper(u, fetch) for u in scrape_urls])
     horizon = scenario.warmup_s + scenario.duration_s
     drain_s = min(timeout_s, 30.0)
@@ -398,6 +416,12 @@ def _write_results(cfg: BenchConfig, scenario: Any, base_url: str, server: Any, 
                         f"(> {LAG_THRESHOLD_S * 1000:.0f} ms), {m.late_starts} late starts; rerun with "
                         f"--processes N (one per core) or a lower --rate")
     host = host_summary(window, telemetry.cores)
+    if host["disturbed"]:
+        warnings.append(
+            f"this host was busy with other work: {host['interference_cpu_cores_mean']:.2f} CPU cores on average "
+            f"(other processes {host['other_cpu_cores_mean'] or 0:.2f}, CPU steal by the hypervisor "
+            f"{host['steal_cpu_cores_mean'] or 0:.2f}; threshold {host['interference_threshold_cores']:g}); "
+            "latency may be inflated and will not repeat: rerun on a quiet machine")
     if host["cpu_mean_percent"] is not None and host["cpu_mean_percent"] > 90:
         warnings.append(f"host CPU averaged {host['cpu_mean_percent']:.0f}%: the load generator and the target "
                         f"compete for it; use --target on another machine for figures you will sign")
@@ -422,6 +446,8 @@ def _write_results(cfg: BenchConfig, scenario: Any, base_url: str, server: Any, 
     done_audio = sum(iv["audio_s"] for iv in done)
     done_tx = sum(iv["bytes_sent"] for iv in done)
     done_rx = sum(iv["bytes_received"] for iv in done)
+    tcores = host["target_cpu_cores_mean"]
+    host["target_cpu_s_per_request"] = (tcores * dur / done_ok) if (tcores is not None and dur and done_ok) else None
     server_info = None
     if server is not None:
         server_info = {"preset": server.preset, "workers": server.workers, "provider": None}

@@ -170,6 +170,15 @@ def _tables(summary: Row) -> list[tuple[str, list[str], list[list[str]]]]:
     tables.append(("Load host", ["cores", "CPU mean", "CPU max", "memory used max"],
                    [[fmt_num(host.get("cores")), fmt_pct(host.get("cpu_mean_percent"), ratio=False),
                      fmt_pct(host.get("cpu_max_percent"), ratio=False), fmt_bytes(host.get("memory_used_max_bytes"))]]))
+    if host.get("interference_cpu_cores_mean") is not None:
+        cpu_req = host.get("target_cpu_s_per_request")
+        tables.append(("Who used the CPU (cores, mean)",
+                       ["local target", "target CPU per request", "other processes", "CPU steal", "disturbed"],
+                       [[fmt_num(host.get("target_cpu_cores_mean")),
+                         "–" if cpu_req is None else f"{cpu_req * 1000:.3g} ms",
+                         fmt_num(host.get("other_cpu_cores_mean")), fmt_num(host.get("steal_cpu_cores_mean")),
+                         ("YES (> " + fmt_num(host.get("interference_threshold_cores")) + ")")
+                         if host.get("disturbed") else "no"]]))
     gpu = summary.get("gpu") or {}
     devices = gpu.get("devices") or []
     if devices:
@@ -285,6 +294,9 @@ def _telemetry_stats(rows: Sequence[Row]) -> list[tuple[str, float | None, float
         ("host CPU", "cpu_percent", lambda x: fmt_pct(x, ratio=False)),
         ("busiest core", "cpu_max_core_percent", lambda x: fmt_pct(x, ratio=False)),
         ("load generator CPU", "loadgen_cpu_percent", lambda x: fmt_pct(x, ratio=False)),
+        ("local target CPU (cores)", "target_cpu_cores", fmt_num),
+        ("other processes CPU (cores)", "other_cpu_cores", fmt_num),
+        ("CPU steal (cores)", "steal_cpu_cores", fmt_num),
         ("host memory used", "mem_used_bytes", fmt_bytes),
     ]
     for i in _gpu_indices(rows):
@@ -399,6 +411,15 @@ def _figures(summary: Row, ts: Sequence[Row], tel: Sequence[Row], spectrum: Spec
             if any(v is not None for v in _col(tel, key)):
                 fig.add_trace(go.Scatter(x=t, y=_col(tel, key), mode="lines", name=name))
         figs.append(("chart-cpu", "Host CPU", layout(fig, "Host CPU", "percent")))
+        who = [(k, n) for k, n in (("target_cpu_cores", "local target"), ("other_cpu_cores", "other processes"),
+                                   ("steal_cpu_cores", "CPU steal (hypervisor)"))
+               if any(v is not None for v in _col(tel, k))]
+        if who:
+            fig = go.Figure()
+            for key, name in who:
+                fig.add_trace(go.Scatter(x=t, y=_col(tel, key), mode="lines", name=name, stackgroup="cpu"))
+            figs.append(("chart-cpu-who", "Who used the CPU (cores): other work and steal make runs disagree",
+                         layout(fig, "Who used the CPU", "cores")))
         gpus = _gpu_indices(tel)
         if gpus:
             fig = go.Figure()

@@ -37,7 +37,8 @@ TIMESERIES_COLUMNS = [
     "t_s", "phase", "offered_rps", "achieved_rps", "ok", "errors", "inflight",
     "p50_s", "p95_s", "p99_s", "max_s", "rtf_p50", "schedule_lag_p99_s", "bytes_sent", "bytes_received",
 ]
-TELEMETRY_BASE_COLUMNS = ["t_s", "cpu_percent", "cpu_max_core_percent", "mem_used_bytes", "loadgen_cpu_percent"]
+TELEMETRY_BASE_COLUMNS = ["t_s", "cpu_percent", "cpu_max_core_percent", "mem_used_bytes", "loadgen_cpu_percent",
+                          "target_cpu_cores", "other_cpu_cores", "steal_cpu_cores"]
 TELEMETRY_GPU_FIELDS = ["util_ratio", "mem_used_bytes", "mem_total_bytes", "power_watts", "sm_clock_hz",
                         "temp_celsius"]
 # Long format: one row per scraped sample. ``url`` is the scraped /metrics URL, ``metric`` the sample
@@ -71,6 +72,8 @@ REQUIRED_KEYS = (
     "loadgen.schedule_lag_p50_s", "loadgen.schedule_lag_p99_s", "loadgen.schedule_lag_max_s",
     "gpu", "gpu.available", "gpu.reason", "gpu.devices",
     "host", "host.cores", "host.cpu_mean_percent", "host.cpu_max_percent", "host.memory_used_max_bytes",
+    "host.target_cpu_cores_mean", "host.target_cpu_s_per_request", "host.other_cpu_cores_mean", "host.steal_cpu_cores_mean",
+    "host.interference_cpu_cores_mean", "host.disturbed",
     "server", "files",
 )
 

@@ -8,6 +8,7 @@ window are pure functions of the collected rows.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,12 +27,35 @@ class HostSource(Protocol):
     def cpu_percent_per_core(self) -> list[float]: ...
     def memory_used_bytes(self) -> int: ...
     def loadgen_cpu_percent(self) -> list[float]: ...
+    def target_cpu_percent(self) -> float | None: ...
+    def cpu_split_cores(self) -> tuple[float, float] | None: ...
+
+
+LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+
+
+def is_loopback_host(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def listening_pids(port: int) -> list[int]:
+    """Processes listening on a local TCP ``port`` ([] where the OS will not say, e.g. not root on macOS)."""
+    import psutil
+
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):
+        return []
+    return sorted({c.pid for c in conns
+                   if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port})
 
 
 class PsutilSource:
-    """Reads this host. ``loadgen_pids``: the load-generating processes (this one, workers)."""
+    """Reads this host. ``loadgen_pids``: the load-generating processes (this one, workers).
+    ``target_pids``: a target on this host (the process listening on its port); their CPU,
+    children included, is measured so that what is left over is other work on the host."""
 
-    def __init__(self, loadgen_pids: Sequence[int] = ()) -> None:
+    def __init__(self, loadgen_pids: Sequence[int] = (), target_pids: Sequence[int] = ()) -> None:
         import os
 
         import psutil
@@ -40,7 +64,57 @@ class PsutilSource:
         self._procs: dict[int, Any] = {}
         for pid in [os.getpid(), *loadgen_pids]:
             self.add_process(pid)
+        self._target_roots: list[Any] = []
+        self._target: dict[int, Any] = {}
+        for pid in target_pids:
+            try:
+                self._target_roots.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+        self.target_cpu_percent()  # sets the per-process baselines
         psutil.cpu_percent(percpu=True)  # the first call only sets the baseline
+        self._times = (time.monotonic(), psutil.cpu_times())
+
+    def cpu_split_cores(self) -> tuple[float, float] | None:
+        """(process CPU, CPU steal) of the whole host since the last call, in cores. Process CPU is
+        user + nice + system: the time processes are charged for (irq and softirq are not)."""
+        now, t1 = time.monotonic(), self._psutil.cpu_times()
+        t0_wall, t0 = self._times
+        self._times = (now, t1)
+        dt = now - t0_wall
+        if dt <= 0:
+            return None
+        proc = sum(getattr(t1, f, 0.0) - getattr(t0, f, 0.0) for f in ("user", "nice", "system"))
+        steal = getattr(t1, "steal", 0.0) - getattr(t0, "steal", 0.0)
+        return max(0.0, proc / dt), max(0.0, steal / dt)
+
+    @property
+    def watches_target(self) -> bool:
+        return bool(self._target_roots)
+
+    def target_cpu_percent(self) -> float | None:
+        """CPU of the target's process trees since the last call, % of one core (None: not local)."""
+        if not self._target_roots:
+            return None
+        ps = self._psutil
+        live: dict[int, Any] = {}
+        for root in self._target_roots:
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except ps.Error:
+                continue
+            for p in tree:
+                live[p.pid] = self._target.get(p.pid, p)
+        total = 0.0
+        for pid, p in live.items():
+            try:
+                v = float(p.cpu_percent(None))
+            except ps.Error:
+                continue
+            if pid in self._target:  # a process seen for the first time only sets its baseline
+                total += v
+        self._target = live
+        return total
 
     def add_process(self, pid: int) -> None:
         try:
@@ -69,7 +143,11 @@ class PsutilSource:
 
 class HostSampler:
     """``cpu_percent`` is the host mean over cores; ``loadgen_cpu_percent`` is the busiest
-    load-generator process in % of one core (one Python process saturates one core)."""
+    load-generator process in % of one core (one Python process saturates one core).
+    ``target_cpu_cores``: a target on this host (None when it is elsewhere);
+    ``other_cpu_cores``: process CPU that is neither the load generator nor a local target (other
+    work on the host); ``steal_cpu_cores``: CPU the hypervisor gave to other guests. Both are the
+    interference that makes two runs of the same load disagree."""
 
     def __init__(self, source: HostSource) -> None:
         self.source = source
@@ -77,12 +155,22 @@ class HostSampler:
 
     def sample(self) -> dict[str, Any]:
         cores = self.source.cpu_percent_per_core() or [0.0]
-        loadgen = self.source.loadgen_cpu_percent() + list(self.extra_loadgen.values())
+        local = self.source.loadgen_cpu_percent()
+        loadgen = local + list(self.extra_loadgen.values())
+        target = self.source.target_cpu_percent()
+        split = self.source.cpu_split_cores()
+        other = steal = None
+        if split is not None:
+            proc, steal = split
+            other = max(0.0, proc - sum(local) / 100.0 - (target or 0.0) / 100.0)
         return {
             "cpu_percent": sum(cores) / len(cores),
             "cpu_max_core_percent": max(cores),
             "mem_used_bytes": self.source.memory_used_bytes(),
             "loadgen_cpu_percent": max(loadgen) if loadgen else None,
+            "target_cpu_cores": target / 100.0 if target is not None else None,
+            "other_cpu_cores": other,
+            "steal_cpu_cores": steal,
             "_cores": len(cores),
         }
 
@@ -254,7 +342,9 @@ class Telemetry:
         return row
 
     def columns(self) -> list[str]:
-        cols = ["t_s", "cpu_percent", "cpu_max_core_percent", "mem_used_bytes", "loadgen_cpu_percent"]
+        from toolkit.results import TELEMETRY_BASE_COLUMNS
+
+        cols = list(TELEMETRY_BASE_COLUMNS)
         extra = sorted({k for r in self.rows for k in r if k not in cols},
                        key=lambda k: (int(k[3:].split("_", 1)[0]) if k.startswith("gpu") else 0, k))
         return cols + extra
@@ -264,13 +354,33 @@ def _vals(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
     return [float(r[key]) for r in rows if r.get(key) is not None]
 
 
-def host_summary(rows: Sequence[dict[str, Any]], cores: int) -> dict[str, Any]:
+# Interference (other processes' CPU + CPU steal), in cores averaged over the measured window,
+# above which a run counts as disturbed. On the 2-core test VM a quiet period shows < 0.01 and
+# the same 64 rps run's p95 went from 0.05-0.06 s to 0.13-0.14 s with 0.17-0.25 cores of steal.
+INTERFERENCE_THRESHOLD_CORES = 0.1
+
+
+def _mean(v: list[float]) -> float | None:
+    return sum(v) / len(v) if v else None
+
+
+def host_summary(rows: Sequence[dict[str, Any]], cores: int,
+                 threshold_cores: float = INTERFERENCE_THRESHOLD_CORES) -> dict[str, Any]:
     cpu = _vals(rows, "cpu_percent")
     mem = _vals(rows, "mem_used_bytes")
+    other = _mean(_vals(rows, "other_cpu_cores"))
+    steal = _mean(_vals(rows, "steal_cpu_cores"))
+    interference = None if other is None and steal is None else (other or 0.0) + (steal or 0.0)
     return {"cores": cores,
-            "cpu_mean_percent": sum(cpu) / len(cpu) if cpu else None,
+            "cpu_mean_percent": _mean(cpu),
             "cpu_max_percent": max(cpu) if cpu else None,
-            "memory_used_max_bytes": int(max(mem)) if mem else None}
+            "memory_used_max_bytes": int(max(mem)) if mem else None,
+            "target_cpu_cores_mean": _mean(_vals(rows, "target_cpu_cores")),
+            "other_cpu_cores_mean": other,
+            "steal_cpu_cores_mean": steal,
+            "interference_cpu_cores_mean": interference,
+            "interference_threshold_cores": threshold_cores,
+            "disturbed": bool(interference is not None and interference > threshold_cores)}
 
 
 def loadgen_cpu(rows: Sequence[dict[str, Any]]) -> tuple[float | None, float | None]:

@@ -236,3 +236,36 @@ def test_validation_compares_at_the_offered_load(tmp_path) -> None:
     assert not behind.passed and any("completed" in r for r in behind.reasons)
     breach = judge_validation(doc, summary(20.0, 20.0, 1.5), 5.0, tmp_path)
     assert not breach.passed and any("breaches the SLO" in r for r in breach.reasons)
+
+
+def test_validation_off_the_prediction_is_inconclusive_when_not_like_for_like(tmp_path) -> None:
+    from toolkit.capacity.plan_io import judge_validation
+
+    doc = {"slo": {"percentile": 0.95, "latency_s": 1.0, "max_error_rate": 0.01},
+           "expected": {"per_node_rps": 20.0, "p95_s_measured": 0.4, "target_cpu_s_per_request": 0.010,
+                        "curve": [{"rps": 10.0, "latency_s": 0.2}, {"rps": 30.0, "latency_s": 0.8}]}}
+
+    def summary(p95: float, cpu: float | None, interference: float = 0.05) -> dict:
+        return {"load": {"offered_rps": 20.0}, "throughput": {"rps": 20.0},
+                "latency_s": {"p50": p95 / 3, "p95": p95, "p99": p95 * 1.2}, "requests": {"error_rate": 0.0},
+                "host": {"target_cpu_s_per_request": cpu, "interference_cpu_cores_mean": interference,
+                         "interference_threshold_cores": 0.1, "disturbed": interference > 0.1}}
+
+    same = judge_validation(doc, summary(0.6, 0.0105), 0.2, tmp_path)  # +5% CPU: the same machine
+    assert same.comparable and same.verdict == "fail" and not same.passed
+    slower_machine = judge_validation(doc, summary(0.6, 0.014), 0.2, tmp_path)  # +40% CPU per request
+    assert not slower_machine.comparable and slower_machine.verdict == "inconclusive" and not slower_machine.passed
+    assert any("+40%" in c and "not the machine" in c for c in slower_machine.comparability)
+    assert slower_machine.cpu_s_per_request_planned == 0.010 and slower_machine.cpu_s_per_request_measured == 0.014
+    busy = judge_validation(doc, summary(0.6, 0.010, interference=0.6), 0.2, tmp_path)
+    assert busy.verdict == "inconclusive" and any("busy with other work" in c for c in busy.comparability)
+    # within tolerance it holds even when not like for like (the warning stays)
+    ok = judge_validation(doc, summary(0.41, 0.014), 0.2, tmp_path)
+    assert ok.passed and ok.verdict == "pass" and not ok.comparable
+    # an SLO breach is a failure whatever the conditions
+    breach = judge_validation(doc, summary(1.5, 0.014), 5.0, tmp_path)
+    assert breach.verdict == "fail"
+    # a remote target (no CPU figure) is judged on latency alone
+    remote = judge_validation(doc, summary(0.41, None), 0.2, tmp_path)
+    assert remote.comparable and remote.passed
+    assert remote.as_dict()["run_dir"] == str(tmp_path)

@@ -50,7 +50,10 @@ def summary(run_id: str = "20261121-220005-callcenter", created: str = "2026-11-
         "loadgen": {"valid": True, "warnings": [], "processes": 1, "cpu_max_percent": 20.0,
                     "schedule_lag_p50_s": 0.0001, "schedule_lag_p99_s": 0.001, "schedule_lag_max_s": 0.002},
         "gpu": {"available": False, "reason": "no NVML", "devices": []},
-        "host": {"cores": 2, "cpu_mean_percent": 50.0, "cpu_max_percent": 90.0, "memory_used_max_bytes": 1e9},
+        "host": {"cores": 2, "cpu_mean_percent": 50.0, "cpu_max_percent": 90.0, "memory_used_max_bytes": 1e9,
+                 "target_cpu_cores_mean": None, "target_cpu_s_per_request": None, "other_cpu_cores_mean": 0.0,
+                 "steal_cpu_cores_mean": 0.0, "interference_cpu_cores_mean": 0.0, "interference_threshold_cores": 0.25,
+                 "disturbed": False},
         "server": None, "files": dict(FILES),
     }
     d.update(over)
@@ -140,9 +143,9 @@ def test_csv_round_trip(tmp_path: Path) -> None:
 
 def test_telemetry_columns_per_gpu() -> None:
     assert telemetry_columns(0) == ["t_s", "cpu_percent", "cpu_max_core_percent", "mem_used_bytes",
-                                    "loadgen_cpu_percent"]
+                                    "loadgen_cpu_percent", "target_cpu_cores", "other_cpu_cores", "steal_cpu_cores"]
     cols = telemetry_columns(2)
-    assert "gpu1_temp_celsius" in cols and "gpu0_util_ratio" in cols and len(cols) == 5 + 12
+    assert "gpu1_temp_celsius" in cols and "gpu0_util_ratio" in cols and len(cols) == 8 + 12
 
 
 def write_hlog(path: Path, per_second: dict[int, list[float]], base_epoch_s: float = 1_763_762_400.0) -> None:

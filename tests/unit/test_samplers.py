@@ -12,8 +12,18 @@ from toolkit.samplers import (
 
 
 class RecordedHost:
-    def __init__(self, cores: list[list[float]], loadgen: list[list[float]]) -> None:
+    def __init__(self, cores: list[list[float]], loadgen: list[list[float]],
+                 target: list[float | None] | None = None,
+                 split: list[tuple[float, float] | None] | None = None) -> None:
         self.cores, self.loadgen = iter(cores), iter(loadgen)
+        self.target = iter(target) if target is not None else None
+        self.split = iter(split) if split is not None else None
+
+    def target_cpu_percent(self) -> float | None:
+        return next(self.target) if self.target is not None else None
+
+    def cpu_split_cores(self) -> tuple[float, float] | None:
+        return next(self.split) if self.split is not None else None
 
     def cpu_percent_per_core(self) -> list[float]:
         return next(self.cores)
@@ -37,6 +47,31 @@ def test_host_sampler_reports_mean_max_core_and_busiest_loadgen_process() -> Non
     row = h.sample()
     assert row["cpu_percent"] == 50.0 and row["cpu_max_core_percent"] == 80.0
     assert row["loadgen_cpu_percent"] == 95.0 and row["mem_used_bytes"] == 3 << 30
+    assert row["other_cpu_cores"] is None and row["steal_cpu_cores"] is None and row["target_cpu_cores"] is None
+
+
+def test_other_work_is_process_cpu_minus_local_loadgen_and_target() -> None:
+    # 1.6 cores of process CPU: 0.3 + 0.2 load generator, 0.9 target -> 0.2 other; remote workers do not count
+    h = HostSampler(RecordedHost([[80.0, 80.0]], [[30.0, 20.0]], target=[90.0], split=[(1.6, 0.1)]))
+    h.extra_loadgen["remote"] = 70.0
+    row = h.sample()
+    assert row["target_cpu_cores"] == pytest.approx(0.9)
+    assert row["other_cpu_cores"] == pytest.approx(0.2) and row["steal_cpu_cores"] == pytest.approx(0.1)
+    # sampling skew never makes it negative
+    h2 = HostSampler(RecordedHost([[50.0]], [[60.0]], target=[80.0], split=[(1.0, 0.0)]))
+    assert h2.sample()["other_cpu_cores"] == 0.0
+
+
+def test_host_summary_marks_a_run_disturbed_by_other_work_or_steal() -> None:
+    quiet = [{"other_cpu_cores": 0.02, "steal_cpu_cores": 0.05}] * 3
+    busy = [{"other_cpu_cores": 0.02, "steal_cpu_cores": 0.08}, {"other_cpu_cores": 0.6, "steal_cpu_cores": 0.1}]
+    q = host_summary(quiet, 2)
+    assert q["interference_cpu_cores_mean"] == pytest.approx(0.07) and q["disturbed"] is False
+    b = host_summary(busy, 2)
+    assert b["other_cpu_cores_mean"] == pytest.approx(0.31) and b["steal_cpu_cores_mean"] == pytest.approx(0.09)
+    assert b["interference_cpu_cores_mean"] == pytest.approx(0.40) and b["disturbed"] is True
+    assert host_summary(busy, 2, threshold_cores=0.5)["disturbed"] is False
+    assert host_summary([], 2)["disturbed"] is False  # nothing measured is not a disturbance
 
 
 def test_gpu_sampler_without_nvml_gives_the_reason() -> None:
@@ -116,7 +151,9 @@ def test_telemetry_rows_columns_and_summaries() -> None:
                                  "loadgen_cpu_percent"]
     assert "gpu0_util_ratio" in tel.columns()
     h = host_summary(tel.rows, tel.cores)
-    assert h == {"cores": 2, "cpu_mean_percent": 45.0, "cpu_max_percent": 70.0, "memory_used_max_bytes": 3 << 30}
+    assert {k: h[k] for k in ("cores", "cpu_mean_percent", "cpu_max_percent", "memory_used_max_bytes")} == {
+        "cores": 2, "cpu_mean_percent": 45.0, "cpu_max_percent": 70.0, "memory_used_max_bytes": 3 << 30}
+    assert h["target_cpu_cores_mean"] is None and h["disturbed"] is False
     assert loadgen_cpu(tel.rows) == (56.0, 92.0)
 
 

@@ -189,3 +189,50 @@ def test_step_result_from_a_result_summary() -> None:
     assert step_result_from_summary(summary, 4, "users").concurrency == 4
     assert "missing key 'steps'" in validate_capacity({"schema": "asrtk.capacity/v1"})
     assert validate_capacity([]) == ["not a JSON object"]
+
+
+def test_a_disturbed_step_is_measured_again_and_does_not_count() -> None:
+    import dataclasses
+
+    policy = SweepPolicy(mode="rate", slo_latency_s=1.0, start=1.0, step_duration_s=10.0, tolerance=0.05)
+    search = SweepSearch(policy)
+    target = mm1_target(10.0)
+    first = search.next_step()
+    assert first is not None
+    # measured while the host was busy: the (inflated) result is kept but not used
+    slow = dataclasses.replace(target(first.load, first.duration_s), latency_s={0.5: 3.0, 0.95: 9.0, 0.99: 12.0},
+                               disturbed=True)
+    search.record(slow)
+    assert search.records[-1].final == "disturbed"
+    again = search.next_step()
+    assert again is not None and again.phase == "repeat" and again.load == first.load
+    assert again.duration_s == first.duration_s
+    # disturbed again: no third run, the second one decides (bounded)
+    search.record(dataclasses.replace(target(again.load, again.duration_s), disturbed=True))
+    assert search.records[-1].final == "pass"
+    nxt = search.next_step()
+    assert nxt is not None and nxt.phase == "bracket" and nxt.load == 2.0
+    # the disturbed run never became the SLO failure that would have ended the bracket
+    assert search.hi is None and search.lo == 1.0
+
+
+def test_a_disturbed_fill_step_is_refilled() -> None:
+    import dataclasses
+
+    policy = SweepPolicy(mode="rate", slo_latency_s=1.0, start=1.0, step_duration_s=10.0, tolerance=0.05)
+    search = SweepSearch(policy)
+    target = mm1_target(10.0)
+    fills_seen = []
+    for _ in range(60):
+        plan = search.next_step()
+        if plan is None:
+            break
+        res = target(plan.load, plan.duration_s)
+        if plan.phase == "fill" and not fills_seen:
+            res = dataclasses.replace(res, disturbed=True)
+        if plan.phase == "fill":
+            fills_seen.append(plan)
+        search.record(res)
+    assert len(fills_seen) == 3  # 0.5 (disturbed), 0.5 again, 0.7
+    assert fills_seen[0].load == fills_seen[1].load and all(p.phase == "fill" for p in fills_seen)
+    assert [r.final for r in search.records if r.plan.phase == "fill"] == ["disturbed", "pass", "pass"]

@@ -49,7 +49,7 @@ def step_result_from_summary(summary: dict, load: float, mode: str) -> StepResul
     return StepResult(
         load=float(load), achieved_rps=achieved, requests=ok, error_rate=error_rate,
         duration_s=duration, latency_s=latency or {0.95: math.inf}, concurrency=concurrency,
-        offered_rps=offered,
+        offered_rps=offered, disturbed=bool((summary.get("host") or {}).get("disturbed")),
     )
 
 
@@ -80,6 +80,7 @@ def step_record(
         server_rec = {k: srv.get(k) for k in (
             "queue_depth_max", "batch_size_mean", "queue_wait_s_mean", "inference_s_mean", "rejected_total")}
     loadgen = summary.get("loadgen") or {}
+    host = summary.get("host") or {}
     return {
         "index": plan.index,
         "phase": plan.phase,
@@ -100,6 +101,10 @@ def step_record(
         "gpu": gpu_rec,
         "server": server_rec,
         "loadgen_valid": loadgen.get("valid"),
+        # CPU the target spent per request (a local target) and other work on the load host
+        "host": {"target_cpu_s_per_request": _num(host.get("target_cpu_s_per_request")),
+                 "interference_cpu_cores": _num(host.get("interference_cpu_cores_mean")),
+                 "disturbed": bool(host.get("disturbed"))},
         "run_dir": run_dir,
     }
 
@@ -147,7 +152,7 @@ def usl_points(steps: list[dict]) -> tuple[list[float], list[float]]:
     n: list[float] = []
     x: list[float] = []
     for s in steps:
-        if s.get("final") == "noisy" or s.get("concurrency") is None:
+        if s.get("final") in ("noisy", "disturbed") or s.get("concurrency") is None:
             continue
         if s.get("error_rate", 0) and s["error_rate"] > 0.5:
             continue

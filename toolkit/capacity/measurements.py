@@ -24,6 +24,7 @@ class CurvePoint:
     error_rate: float
     max_s: float | None = None
     requests: int = 1  # how many requests the percentiles come from (weights the smoothing)
+    cpu_s_per_request: float | None = None  # the target's CPU per request there (local targets)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _f(v: object) -> float | None:
 def _points_from_steps(steps: list[dict]) -> tuple[CurvePoint, ...]:
     pts = []
     for s in steps:
-        if s.get("final") == "noisy":
+        if s.get("final") in ("noisy", "disturbed"):
             continue  # a repeat of the same load replaced it
         lat = s.get("latency_s") or {}
         q = {k: _f(lat.get(n)) for k, n in ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))}
@@ -85,7 +86,8 @@ def _points_from_steps(steps: list[dict]) -> tuple[CurvePoint, ...]:
         if rps is None or 0.95 not in q:
             continue
         pts.append(CurvePoint(rps, q, _f(s.get("error_rate")) or 0.0, _f(lat.get("max")),
-                              max(1, int(_f(s.get("requests")) or 1))))
+                              max(1, int(_f(s.get("requests")) or 1)),
+                              _f((s.get("host") or {}).get("target_cpu_s_per_request"))))
     return tuple(sorted(pts, key=lambda p: p.rps))
 
 

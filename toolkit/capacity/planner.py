@@ -165,7 +165,8 @@ def smoothed(points: tuple[CurvePoint, ...] | list[CurvePoint], q: float) -> lis
     w = [float(p.requests) for p in pts]
     lat = monotone([_latency(p, q) for p in pts], w)
     err = monotone([p.error_rate for p in pts], w)
-    return [CurvePoint(p.rps, {**p.latency_s, q: lq}, e, p.max_s, p.requests) for p, lq, e in zip(pts, lat, err)]
+    return [CurvePoint(p.rps, {**p.latency_s, q: lq}, e, p.max_s, p.requests, p.cpu_s_per_request)
+            for p, lq, e in zip(pts, lat, err)]
 
 
 def capacity_at_slo(curve: WorkerCurve, q: float, slo_s: float, max_err: float) -> Capacity:
@@ -217,6 +218,19 @@ def capacity_at_slo(curve: WorkerCurve, q: float, slo_s: float, max_err: float) 
     rps = max(a.rps, min(cands))
     return Capacity(rps, (a.rps, b.rps), "interpolated",
                     f"interpolated between measured points {a.rps:.3g} and {b.rps:.3g} rps", rng)
+
+
+def cpu_at(curve: WorkerCurve, rps: float) -> float | None:
+    """The target's measured CPU-seconds per request at a throughput (linear between points, clamped)."""
+    pts = sorted((p.rps, p.cpu_s_per_request) for p in curve.points if p.cpu_s_per_request is not None)
+    if not pts:
+        return None
+    if rps <= pts[0][0]:
+        return pts[0][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+        if x0 <= rps <= x1:
+            return y0 + (y1 - y0) * ((rps - x0) / (x1 - x0) if x1 > x0 else 0.0)
+    return pts[-1][1]
 
 
 def interpolate_at(curve: WorkerCurve, rps: float, q: float) -> tuple[float | None, str | None]:
@@ -453,6 +467,8 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
         "p95_s_model": model.p95_s if model else None,
         "model": MODEL_NAME,
         "curve": curve_pts,  # smoothed measured latency at the SLO percentile vs throughput
+        # what one request cost the swept machine there: plan validate checks it runs like for like
+        "target_cpu_s_per_request": cpu_at(main.curve, per_node),
         "model_inputs": None if model is None else {
             "servers": max(1, int(round(max(p.rps for p in main.curve.points) * main.node_type.service_time.mean_s))),
             "service_time_mean_s": main.node_type.service_time.mean_s,

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 
-def _fmt(v: Any, nd: int = 3, unit: str = "") -> str:
+def _fmt(v: Any, nd: int = 3, unit: str = "", scale: float = 1.0) -> str:
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -19,7 +19,7 @@ def _fmt(v: Any, nd: int = 3, unit: str = "") -> str:
     if isinstance(v, (int, float)):
         if isinstance(v, float) and not math.isfinite(v):
             return "∞"
-        return f"{v:.{nd}g}{unit}"
+        return f"{v * scale:.{nd}g}{unit}"
     return str(v)
 
 
@@ -67,13 +67,16 @@ def _step_rows(doc: dict) -> list[list[str]]:
             _fmt(s.get("concurrency")), _fmt(lat.get("p50"), unit="s"), _fmt(lat.get("p95"), unit="s"),
             _fmt(lat.get("p99"), unit="s"), _pct(s.get("error_rate")), _fmt(gpu.get("util_mean_ratio")),
             _fmt(srv.get("queue_depth_max")), _fmt(srv.get("batch_size_mean")),
-            f"{s.get('final', '')} ({s.get('reason', '')})",
+            _fmt((s.get("host") or {}).get("target_cpu_s_per_request"), scale=1000, unit=" ms"),
+            _fmt((s.get("host") or {}).get("interference_cpu_cores")),
+            (f"disturbed: measured again ({s.get('reason', '')})" if s.get("final") == "disturbed"
+             else f"{s.get('final', '')} ({s.get('reason', '')})"),
         ])
     return rows
 
 
 _STEP_HEADERS = ["step", "phase", "load", "achieved rps", "concurrency", "p50", "p95", "p99", "errors",
-                 "GPU util", "queue max", "batch mean", "verdict"]
+                 "GPU util", "queue max", "batch mean", "target CPU/req", "other work (cores)", "verdict"]
 
 
 def _workers_rows(doc: dict) -> list[list[str]]:
@@ -122,7 +125,7 @@ def capacity_markdown(doc: dict) -> str:
 def _figures(doc: dict) -> list[Any]:
     import plotly.graph_objects as go
 
-    steps = [s for s in doc.get("steps", []) if s.get("final") != "noisy"]
+    steps = [s for s in doc.get("steps", []) if s.get("final") not in ("noisy", "disturbed")]
     xs = [s["achieved_rps"] for s in steps]
     figs = []
     f1 = go.Figure()
@@ -193,6 +196,8 @@ def _plan_tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         ["utilisation of capacity", _pct(exp.get("utilization")), _pct(exp.get("utilization"))],
         ["p95 measured near that load", _fmt(exp.get("p95_s_measured"), unit="s"), "–"],
         [f"p95 model ({exp.get('model', '')})", _fmt(exp.get("p95_s_model"), unit="s"), "–"],
+        ["CPU per request, as swept (plan validate checks it)",
+         _fmt(exp.get("target_cpu_s_per_request"), scale=1000, unit=" ms"), "–"],
         ["nodes (active + backup)", "1", f"{rec.get('nodes')} ({active} + {rec.get('backup_nodes')})"],
         ["cost per hour", _fmt(nt.get("cost_per_hour") if nt else None), _fmt(rec.get("cost_per_hour"))],
     ]

@@ -17,6 +17,8 @@ from typing import Literal
 
 Mode = Literal["rate", "users"]
 Verdict = Literal["pass", "fail", "noisy"]
+# a step's final word: "noisy" and "disturbed" steps were re-run and do not count
+Final = Literal["pass", "fail", "noisy", "disturbed"]
 
 Z95 = 1.959963984540054
 
@@ -34,6 +36,8 @@ class SweepPolicy:
     max_step_duration_s: float | None = None
     max_steps: int = 16
     max_repeats: int = 1
+    # a step measured while the host was busy with other work is run again (up to this many times)
+    disturbed_repeats: int = 1
     min_load: float | None = None
     max_load: float | None = None
     plateau_gain: float = 0.05
@@ -88,6 +92,7 @@ class StepResult:
     latency_s: dict[float, float]  # quantile -> seconds; must hold the judged percentile
     concurrency: float | None = None
     offered_rps: float | None = None  # what the schedule really sent (Poisson): the saturation reference
+    disturbed: bool = False  # other work or CPU steal on the host during the step (summary host.disturbed)
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ class _Record:
     plan: StepPlan
     result: StepResult
     judgement: Judgement
-    final: Verdict  # pass/fail after resolving noise
+    final: Final  # pass/fail after resolving noise
 
 
 def required_requests(percentile: float, tail_requests: int = 20) -> int:
@@ -316,6 +321,14 @@ class SweepSearch:
             raise RuntimeError("record() called without a pending step")
         j = judge(self.policy, result)
         self._pending = None
+        if result.disturbed:
+            redone = sum(1 for r in self.records if r.plan.load == plan.load and r.final == "disturbed")
+            if redone < self.policy.disturbed_repeats:
+                # measured while something else used the CPU: keep it for the report, measure again
+                self.records.append(_Record(plan, result, j, "disturbed"))
+                phase = "fill" if plan.phase == "fill" else "repeat"
+                self._pending = StepPlan(len(self.records), plan.load, plan.duration_s, phase)
+                return j
         repeats = sum(1 for r in self.records if r.plan.load == plan.load and r.judgement.verdict == "noisy")
         if j.verdict == "noisy" and repeats < self.policy.max_repeats and plan.phase != "fill":
             # keep the noisy record for the report but do not let it decide; re-run longer
@@ -324,7 +337,7 @@ class SweepSearch:
             dur = min(max(2.0 * plan.duration_s, needed_s), 2.0 * self.policy.step_cap_s)
             self._pending = StepPlan(len(self.records), plan.load, dur, "repeat")
             return j
-        final: Verdict = j.verdict
+        final: Final = j.verdict
         if final == "noisy":
             final = "pass" if j.latency_s <= self.policy.slo_latency_s else "fail"
         self.records.append(_Record(plan, result, j, final))

@@ -115,6 +115,14 @@ def render_summary(s: dict, run_dir: Path) -> None:
     lg = s["loadgen"]
     t.add_row("schedule lag p99", _fmt_s(lg["schedule_lag_p99_s"]))
     t.add_row("load generator", "valid" if lg["valid"] else "[red]INVALID[/red]")
+    host = s.get("host") or {}
+    if host.get("target_cpu_s_per_request") is not None:
+        t.add_row("target CPU per request", f"{host['target_cpu_s_per_request'] * 1000:.3g} ms "
+                  f"({host['target_cpu_cores_mean']:.2f} cores)")
+    if host.get("interference_cpu_cores_mean") is not None:
+        t.add_row("other work on this host", f"{host['interference_cpu_cores_mean']:.2f} cores "
+                  f"(processes {host['other_cpu_cores_mean'] or 0:.2f}, steal {host['steal_cpu_cores_mean'] or 0:.2f})"
+                  + (" [yellow]disturbed[/yellow]" if host.get("disturbed") else ""))
     slo = s["slo"]
     for c in slo["checks"]:
         m = c["measured"]
