@@ -299,10 +299,17 @@ def create_app(
             metrics.ready.set(1)
             log.info("ready: preset %s on %s", engine.preset, engine.provider)
 
+    async def count_cpu() -> None:
+        while True:
+            metrics.update_cpu()
+            await asyncio.sleep(1.0)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         task = asyncio.create_task(load())
+        cpu_task = asyncio.create_task(count_cpu())
         yield
+        cpu_task.cancel()
         state.start_drain()
         if not task.done():
             task.cancel()
@@ -351,6 +358,7 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics_route() -> Response:
+        metrics.update_cpu()
         payload, ctype = await asyncio.to_thread(metrics.render)
         return Response(payload, media_type=ctype)
 

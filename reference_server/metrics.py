@@ -56,6 +56,8 @@ class ServerMetrics:
         self.audio_seconds = self._m["asrtk_audio_seconds_total"]
         self.rejected = self._m["asrtk_rejected_requests_total"]
         self.ready = self._m["asrtk_ready"]
+        self.process_cpu = self._m["asrtk_process_cpu_seconds_total"]
+        self._cpu_seen = 0.0
         self.model_info = self._m["asrtk_model_info"]
         # Pre-create label sets so dashboards see zeros instead of missing series.
         for route in spec.ROUTES:
@@ -65,6 +67,15 @@ class ServerMetrics:
         for model in spec.MODELS:
             self.queue_depth.labels(model=model).set(0)
         self.ready.set(0)
+
+    def update_cpu(self) -> None:
+        """Add this process's CPU since the last call (called every second and before a scrape)."""
+        import time
+
+        now = time.process_time()
+        if now > self._cpu_seen:
+            self.process_cpu.inc(now - self._cpu_seen)
+            self._cpu_seen = now
 
     # BatchObserver
     def on_depth(self, model: str, depth: int) -> None:

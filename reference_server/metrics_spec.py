@@ -58,6 +58,9 @@ METRICS: tuple[MetricSpec, ...] = (
                "Seconds of input audio processed (ASR and emotion) or synthesised (TTS)."),
     MetricSpec("asrtk_rejected_requests_total", "counter", ("route", "reason"),
                "Requests refused before or instead of inference, by reason."),
+    MetricSpec("asrtk_process_cpu_seconds_total", "counter", (),
+               "CPU time (user + system) of the worker processes, all threads (ONNX Runtime's included), seconds; "
+               "divided by asrtk_requests_total it is the CPU cost of a request."),
     MetricSpec("asrtk_ready", "gauge", (),
                "1 when models are loaded and warmed and the server accepts work, else 0 (per worker, summed)."),
     MetricSpec("asrtk_model_info", "gauge", ("model", "preset", "provider"),

@@ -452,6 +452,9 @@ def _write_results(cfg: BenchConfig, scenario: Any, base_url: str, server: Any, 
     if server is not None:
         server_info = {"preset": server.preset, "workers": server.workers, "provider": None}
     srv = server_summary(telemetry.scrapers, warmup, end)
+    if srv is not None:
+        cores = srv.get("cpu_cores_mean")
+        srv["cpu_s_per_request"] = (cores * dur / done_ok) if (cores is not None and dur and done_ok) else None
     if server_info is not None and telemetry.scrapers and telemetry.scrapers[0].scrapes:
         for name, labels, _v in telemetry.scrapers[0].scrapes[-1][1]:
             if name == "asrtk_model_info" and labels.get("provider"):

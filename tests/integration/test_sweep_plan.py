@@ -28,8 +28,9 @@ def asrtk(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
 def _sweep_plan_validate(tmp_path: Path) -> tuple[float, dict, Path, dict]:
     results = tmp_path / "results"
     t0 = time.monotonic()
+    # the long "fill" steps measure 40% and 70% of the best load: the plan below operates at 40%
     sweep = asrtk("sweep", "-s", "emotion", "--step-duration", "6s", "--max-step-duration", "12s",
-                  "--max-steps", "10", "--tolerance", "0.15",
+                  "--max-steps", "10", "--tolerance", "0.15", "--fill", "0.4,0.7",
                   "--quiet", "--out", str(results), timeout_s=600)
     wall_s = time.monotonic() - t0
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
@@ -55,9 +56,10 @@ def _sweep_plan_validate(tmp_path: Path) -> tuple[float, dict, Path, dict]:
     assert "Throughput vs concurrency" in (sweep_dir / "report.html").read_text()
     assert "| step |" in (sweep_dir / "report.md").read_text()
 
-    # plan one node at half its measured capacity (the sweep's long "fill" step measured there),
-    # then run that operating point and compare
-    target = round(0.5 * res["max_rps_at_slo"], 2)
+    # plan one node at 40% of its measured capacity (the sweep's long "fill" step measured
+    # there), then run that operating point and compare. Higher, this 2-core VM (the load
+    # generator shares it with the server) turns small CPU-steal changes into large tail changes.
+    target = round(0.4 * res["max_rps_at_slo"], 2)
     plan = asrtk("plan", "--target-qps", str(target), "--redundancy", "0", "--results", str(results),
                  "--out", str(tmp_path / "plan"), timeout_s=60)
     assert plan.returncode == 0, plan.stdout + plan.stderr
@@ -68,8 +70,8 @@ def _sweep_plan_validate(tmp_path: Path) -> tuple[float, dict, Path, dict]:
     assert predicted is not None and doc["expected"]["p95_s_model"] is not None
     assert doc["expected"]["target_cpu_s_per_request"] > 0
 
-    val = asrtk("plan", "validate", str(tmp_path / "plan" / "plan.yaml"), "--json", "--out", str(results),
-                timeout_s=400)
+    val = asrtk("plan", "validate", str(tmp_path / "plan" / "plan.yaml"), "--json", "--attempts", "3",
+                "--out", str(results), timeout_s=400)
     assert val.returncode in (0, 3), val.stdout + val.stderr
     v = json.loads(val.stdout.strip().splitlines()[-1])
     assert v["cpu_s_per_request_measured"] and v["cpu_s_per_request_planned"]
@@ -85,16 +87,16 @@ def _sweep_plan_validate(tmp_path: Path) -> tuple[float, dict, Path, dict]:
 
 def test_sweep_converges_and_plan_validate_matches_prediction(tmp_path: Path) -> None:
     # A prediction can only be checked like for like. On a shared VM the hypervisor's CPU steal
-    # comes and goes over minutes: when plan validate says the two runs were not comparable
-    # (CPU per request moved > 20%, or the host was busy), the whole measurement is repeated
-    # once; a second time is a failure that says why.
+    # comes and goes over minutes: when the validation misses the prediction and plan validate
+    # says the two runs were not comparable (CPU per request moved > 10%, or the host was
+    # busy), the whole measurement is repeated once.
     for attempt in (1, 2):
         _wall, _cap, sweep_dir, v = _sweep_plan_validate(tmp_path / f"attempt-{attempt}")
-        if v["comparable"]:
+        if abs(v["deviation"]) <= 0.20 or v["comparable"]:
             break
-        print(f"attempt {attempt} not like for like: {v['comparability']}")
+        print(f"attempt {attempt} missed ({v['deviation']:+.0%}) and was not like for like: {v['comparability']}")
     table = (sweep_dir / "report.md").read_text().split("## Steps", 1)[-1]
-    if not v["comparable"]:
+    if abs(v["deviation"]) > 0.20 and not v["comparable"]:
         # the machine, not asrtk, is what changed between sweep and validation, twice: the
         # comparison the test exists for cannot be made here now (it is made whenever it can)
         pytest.skip(f"not like for like twice (a shared VM's CPU steal or other work): {v['comparability']}")

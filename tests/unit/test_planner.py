@@ -245,7 +245,7 @@ def test_validation_off_the_prediction_is_inconclusive_when_not_like_for_like(tm
            "expected": {"per_node_rps": 20.0, "p95_s_measured": 0.4, "target_cpu_s_per_request": 0.010,
                         "curve": [{"rps": 10.0, "latency_s": 0.2}, {"rps": 30.0, "latency_s": 0.8}]}}
 
-    def summary(p95: float, cpu: float | None, interference: float = 0.05) -> dict:
+    def summary(p95: float, cpu: float | None, interference: float = 0.02) -> dict:
         return {"load": {"offered_rps": 20.0}, "throughput": {"rps": 20.0},
                 "latency_s": {"p50": p95 / 3, "p95": p95, "p99": p95 * 1.2}, "requests": {"error_rate": 0.0},
                 "host": {"target_cpu_s_per_request": cpu, "interference_cpu_cores_mean": interference,
@@ -269,3 +269,21 @@ def test_validation_off_the_prediction_is_inconclusive_when_not_like_for_like(tm
     remote = judge_validation(doc, summary(0.41, None), 0.2, tmp_path)
     assert remote.comparable and remote.passed
     assert remote.as_dict()["run_dir"] == str(tmp_path)
+
+
+def test_validation_compares_cpu_per_request_measured_the_way_the_plan_was(tmp_path) -> None:
+    from toolkit.capacity.capacityfile import cpu_per_request
+    from toolkit.capacity.plan_io import judge_validation
+
+    summary = {"load": {"offered_rps": 20.0}, "throughput": {"rps": 20.0}, "requests": {"error_rate": 0.0},
+               "latency_s": {"p50": 0.1, "p95": 0.3, "p99": 0.4},
+               "server": {"cpu_s_per_request": 0.020}, "host": {"target_cpu_s_per_request": 0.010}}
+    assert cpu_per_request(summary) == (0.020, "metrics")  # the server's own counter wins
+    assert cpu_per_request({"host": {"target_cpu_s_per_request": 0.01}}) == (0.01, "local")
+    assert cpu_per_request({}) == (None, None)
+    base = {"slo": {"percentile": 0.95, "latency_s": 1.0}, "expected": {"per_node_rps": 20.0, "p95_s_measured": 0.3}}
+    by_metrics = {**base, "expected": {**base["expected"], "target_cpu_s_per_request": 0.020, "cpu_source": "metrics"}}
+    by_local = {**base, "expected": {**base["expected"], "target_cpu_s_per_request": 0.020, "cpu_source": "local"}}
+    assert judge_validation(by_metrics, summary, 0.2, tmp_path).comparable
+    v = judge_validation(by_local, summary, 0.2, tmp_path)
+    assert v.cpu_s_per_request_measured == 0.010 and not v.comparable  # -50% measured the same way

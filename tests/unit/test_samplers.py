@@ -63,10 +63,13 @@ def test_other_work_is_process_cpu_minus_local_loadgen_and_target() -> None:
 
 
 def test_host_summary_marks_a_run_disturbed_by_other_work_or_steal() -> None:
-    quiet = [{"other_cpu_cores": 0.02, "steal_cpu_cores": 0.05}] * 3
+    quiet = [{"other_cpu_cores": 0.01, "steal_cpu_cores": 0.02}] * 3
     busy = [{"other_cpu_cores": 0.02, "steal_cpu_cores": 0.08}, {"other_cpu_cores": 0.6, "steal_cpu_cores": 0.1}]
     q = host_summary(quiet, 2)
-    assert q["interference_cpu_cores_mean"] == pytest.approx(0.07) and q["disturbed"] is False
+    assert q["interference_cpu_cores_mean"] == pytest.approx(0.03) and q["disturbed"] is False
+    assert q["interference_threshold_cores"] == 0.1
+    assert host_summary(quiet, 32)["interference_threshold_cores"] == pytest.approx(1.6)  # 5% of a big host
+    assert host_summary([{"other_cpu_cores": 0.0, "steal_cpu_cores": 0.12}], 2)["disturbed"] is True
     b = host_summary(busy, 2)
     assert b["other_cpu_cores_mean"] == pytest.approx(0.31) and b["steal_cpu_cores_mean"] == pytest.approx(0.09)
     assert b["interference_cpu_cores_mean"] == pytest.approx(0.40) and b["disturbed"] is True
@@ -163,3 +166,20 @@ def test_reference_server_without_rejections_reports_zero_rejected() -> None:
     sc.scrape(1.0)
     sc.scrape(3.0)
     assert server_summary([sc], 0.5, 3.0)["rejected_total"] == 0
+
+
+def test_server_cpu_cores_from_its_own_cpu_counter() -> None:
+    def page(name: str, cpu: float) -> str:
+        return f"# HELP {name.removesuffix('_total')} CPU.\n# TYPE {name.removesuffix('_total')} counter\n{name} {cpu}\n"
+
+    for name in ("asrtk_process_cpu_seconds_total", "process_cpu_seconds_total"):
+        pages = iter([page(name, 10.0), page(name, 13.0), page(name, 16.5)])
+        sc = PrometheusScraper("http://t/metrics", fetch=lambda url, p=pages: next(p))
+        for t in (1.0, 5.0, 8.0):
+            sc.scrape(t)
+        s = server_summary([sc], t_from=2.0, t_to=8.0)
+        assert s["cpu_cores_mean"] == pytest.approx((16.5 - 10.0) / (8.0 - 1.0)), name
+    # without a scrape before the window there is no baseline: unknown, not a guess
+    only_inside = PrometheusScraper("http://t/metrics", fetch=lambda url: page("process_cpu_seconds_total", 3.0))
+    only_inside.scrape(5.0)
+    assert server_summary([only_inside], t_from=2.0, t_to=8.0)["cpu_cores_mean"] is None

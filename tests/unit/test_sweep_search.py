@@ -236,3 +236,22 @@ def test_a_disturbed_fill_step_is_refilled() -> None:
     assert len(fills_seen) == 3  # 0.5 (disturbed), 0.5 again, 0.7
     assert fills_seen[0].load == fills_seen[1].load and all(p.phase == "fill" for p in fills_seen)
     assert [r.final for r in search.records if r.plan.phase == "fill"] == ["disturbed", "pass", "pass"]
+
+
+def test_disturbed_re_measurements_do_not_use_up_the_step_budget() -> None:
+    import dataclasses
+
+    policy = SweepPolicy(mode="rate", slo_latency_s=1.0, start=1.0, step_duration_s=10.0, max_steps=3, fill=())
+    search = SweepSearch(policy)
+    target = mm1_target(100.0)
+    plans = []
+    for _ in range(20):
+        plan = search.next_step()
+        if plan is None:
+            break
+        plans.append(plan)
+        # every first measurement of a load is disturbed, every re-measurement quiet
+        search.record(dataclasses.replace(target(plan.load, plan.duration_s), disturbed=plan.phase != "repeat"))
+    assert [p.load for p in plans] == [1.0, 1.0, 2.0, 2.0, 4.0, 4.0]
+    assert sum(r.final != "disturbed" for r in search.records) == 3
+    assert search.outcome().status == "max_steps"

@@ -53,6 +53,19 @@ def step_result_from_summary(summary: dict, load: float, mode: str) -> StepResul
     )
 
 
+def cpu_per_request(summary: dict) -> tuple[float | None, str | None]:
+    """What a request cost the target in CPU seconds, and how it was measured: from the server's
+    own CPU counter (``metrics``, any target that exports one) or from its processes on the load
+    host (``local``)."""
+    v = _num((summary.get("server") or {}).get("cpu_s_per_request"))
+    if v is not None and v > 0:
+        return v, "metrics"
+    v = _num((summary.get("host") or {}).get("target_cpu_s_per_request"))
+    if v is not None and v > 0:
+        return v, "local"
+    return None, None
+
+
 def step_record(
     plan: StepPlan,
     result: StepResult,
@@ -81,6 +94,7 @@ def step_record(
             "queue_depth_max", "batch_size_mean", "queue_wait_s_mean", "inference_s_mean", "rejected_total")}
     loadgen = summary.get("loadgen") or {}
     host = summary.get("host") or {}
+    cpu, cpu_source = cpu_per_request(summary)
     return {
         "index": plan.index,
         "phase": plan.phase,
@@ -101,6 +115,8 @@ def step_record(
         "gpu": gpu_rec,
         "server": server_rec,
         "loadgen_valid": loadgen.get("valid"),
+        "cpu_s_per_request": cpu,
+        "cpu_source": cpu_source,
         # CPU the target spent per request (a local target) and other work on the load host
         "host": {"target_cpu_s_per_request": _num(host.get("target_cpu_s_per_request")),
                  "interference_cpu_cores": _num(host.get("interference_cpu_cores_mean")),

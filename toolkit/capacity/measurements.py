@@ -24,7 +24,8 @@ class CurvePoint:
     error_rate: float
     max_s: float | None = None
     requests: int = 1  # how many requests the percentiles come from (weights the smoothing)
-    cpu_s_per_request: float | None = None  # the target's CPU per request there (local targets)
+    cpu_s_per_request: float | None = None  # what a request cost the target in CPU there
+    cpu_source: str | None = None  # "metrics" (its CPU counter) or "local" (its processes on the load host)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _points_from_steps(steps: list[dict]) -> tuple[CurvePoint, ...]:
             continue
         pts.append(CurvePoint(rps, q, _f(s.get("error_rate")) or 0.0, _f(lat.get("max")),
                               max(1, int(_f(s.get("requests")) or 1)),
-                              _f((s.get("host") or {}).get("target_cpu_s_per_request"))))
+                              _f(s.get("cpu_s_per_request")), s.get("cpu_source")))
     return tuple(sorted(pts, key=lambda p: p.rps))
 
 

@@ -221,7 +221,7 @@ def judge_validation(doc: dict, summary: dict, tolerance: float, run_dir: Path) 
     return Validation(per_node, offered, achieved, q, predicted, predicted_planned, model, measured, slo_s,
                       deviation, verdict == "pass", tuple(reasons), run_dir,
                       cpu_s_per_request_planned=_pos(exp.get("target_cpu_s_per_request")),
-                      cpu_s_per_request_measured=_pos(host.get("target_cpu_s_per_request")),
+                      cpu_s_per_request_measured=_cpu_now(exp, summary),
                       interference_cpu_cores=_pos(host.get("interference_cpu_cores_mean")),
                       comparable=not comparability, comparability=tuple(comparability), verdict=verdict)
 
@@ -234,13 +234,24 @@ def _pos(v: object) -> float | None:
     return x if math.isfinite(x) and x >= 0 else None
 
 
+def _cpu_now(expected: dict, summary: dict) -> float | None:
+    """The validation run's CPU per request, measured the way the plan's figure was."""
+    value, source = capacityfile.cpu_per_request(summary)
+    want = expected.get("cpu_source")
+    if want == "metrics":
+        return _pos((summary.get("server") or {}).get("cpu_s_per_request"))
+    if want == "local":
+        return _pos((summary.get("host") or {}).get("target_cpu_s_per_request"))
+    return value if source else None
+
+
 def _comparability(expected: dict, summary: dict) -> Iterable[str]:
     """Why this run is not like for like with the sweep the plan came from (empty: it is)."""
     host = summary.get("host") or {}
     if host.get("disturbed"):
         yield (f"this host was busy with other work during the run: {host.get('interference_cpu_cores_mean') or 0:.2f}"
                f" CPU cores of other processes and CPU steal (threshold {host.get('interference_threshold_cores')})")
-    then, now = _pos(expected.get("target_cpu_s_per_request")), _pos(host.get("target_cpu_s_per_request"))
+    then, now = _pos(expected.get("target_cpu_s_per_request")), _cpu_now(expected, summary)
     if then and now and abs(now / then - 1.0) > COST_TOLERANCE:
         yield (f"a request cost the target {now * 1000:.3g} ms of CPU now against {then * 1000:.3g} ms in the sweep "
                f"({now / then - 1.0:+.0%}): not the machine, build or conditions the sweep measured")

@@ -165,7 +165,7 @@ def smoothed(points: tuple[CurvePoint, ...] | list[CurvePoint], q: float) -> lis
     w = [float(p.requests) for p in pts]
     lat = monotone([_latency(p, q) for p in pts], w)
     err = monotone([p.error_rate for p in pts], w)
-    return [CurvePoint(p.rps, {**p.latency_s, q: lq}, e, p.max_s, p.requests, p.cpu_s_per_request)
+    return [CurvePoint(p.rps, {**p.latency_s, q: lq}, e, p.max_s, p.requests, p.cpu_s_per_request, p.cpu_source)
             for p, lq, e in zip(pts, lat, err)]
 
 
@@ -220,11 +220,19 @@ def capacity_at_slo(curve: WorkerCurve, q: float, slo_s: float, max_err: float) 
                     f"interpolated between measured points {a.rps:.3g} and {b.rps:.3g} rps", rng)
 
 
-def cpu_at(curve: WorkerCurve, rps: float) -> float | None:
-    """The target's measured CPU-seconds per request at a throughput (linear between points, clamped)."""
-    pts = sorted((p.rps, p.cpu_s_per_request) for p in curve.points if p.cpu_s_per_request is not None)
-    if not pts:
-        return None
+def cpu_at(curve: WorkerCurve, rps: float) -> tuple[float | None, str | None]:
+    """The target's measured CPU-seconds per request at a throughput (linear between points, clamped),
+    from the points measured the most common way (``metrics`` or ``local``)."""
+    sources = [p.cpu_source for p in curve.points if p.cpu_s_per_request is not None]
+    if not sources:
+        return None, None
+    src = max(set(sources), key=sources.count)
+    pts = sorted((p.rps, p.cpu_s_per_request) for p in curve.points
+                 if p.cpu_s_per_request is not None and p.cpu_source == src)
+    return _cpu_interp(pts, rps), src
+
+
+def _cpu_interp(pts: list[tuple[float, float]], rps: float) -> float:
     if rps <= pts[0][0]:
         return pts[0][1]
     for (x0, y0), (x1, y1) in itertools.pairwise(pts):
@@ -468,7 +476,8 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
         "model": MODEL_NAME,
         "curve": curve_pts,  # smoothed measured latency at the SLO percentile vs throughput
         # what one request cost the swept machine there: plan validate checks it runs like for like
-        "target_cpu_s_per_request": cpu_at(main.curve, per_node),
+        "target_cpu_s_per_request": cpu_at(main.curve, per_node)[0],
+        "cpu_source": cpu_at(main.curve, per_node)[1],
         "model_inputs": None if model is None else {
             "servers": max(1, int(round(max(p.rps for p in main.curve.points) * main.node_type.service_time.mean_s))),
             "service_time_mean_s": main.node_type.service_time.mean_s,

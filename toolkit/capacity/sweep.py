@@ -272,7 +272,7 @@ class SweepSearch:
         if lo is not None and hi is not None and (hi <= lo or self._narrow_enough(lo, hi)):
             self._done_reason = "converged"
             return None
-        if len(self.records) >= p.max_steps:
+        if sum(1 for r in self.records if r.final != "disturbed") >= p.max_steps:
             self._done_reason = "max_steps"
             return None
         index = len(self.records)

@@ -28,7 +28,8 @@ def sweep(
     max_load: Annotated[Optional[float], typer.Option(help="Never offer more than this load (rps or users).")] = None,
     growth: Annotated[float, typer.Option(help="Load multiplier while bracketing the knee.")] = 2.0,
     tolerance: Annotated[float, typer.Option(help="Stop bisecting when the knee is bracketed within this fraction.")] = 0.1,
-    max_steps: Annotated[int, typer.Option(help="Most steps per sweep (per worker count).")] = 16,
+    max_steps: Annotated[int, typer.Option(help="Most steps per sweep (per worker count), not counting re-measured disturbed steps.")] = 16,
+    fill: Annotated[str, typer.Option(help="After the search, measure these fractions of the best load with long steps: the curve where plans operate.")] = "0.5,0.7",
     workers: Annotated[Optional[str], typer.Option(help="Embedded server only: sweep each worker count, e.g. 1,2,4, and pick the best per node.")] = None,
     model: Annotated[str, typer.Option(help="Embedded server: model preset.")] = "tiny",
     processes: Annotated[int, typer.Option(help="Load-generator processes per step.")] = 1,
@@ -37,7 +38,8 @@ def sweep(
 ) -> None:
     """Find the highest throughput that meets the SLO: raise the load until the SLO fails (or
     throughput stops growing), then bisect the edge. Steps last long enough for the judged
-    percentile (20 requests beyond it); a step whose verdict is within noise is repeated.
+    percentile (20 requests beyond it); a step whose verdict is within noise is repeated, and
+    so is a step measured while other work or CPU steal disturbed this host.
 
     Writes results/sweep-<id>/capacity.json (schema asrtk.capacity/v1), report.html and
     report.md with per-step figures, max_rps_at_slo with its confidence interval and a
@@ -75,7 +77,7 @@ def sweep(
             growth=growth, tolerance=tolerance, step_duration_s=step_s,
             max_step_duration_s=parse_duration(max_step_duration, "--max-step-duration") if max_step_duration
             else None,
-            max_steps=max_steps, max_load=max_load,
+            max_steps=max_steps, max_load=max_load, fill=_fractions(fill),
         )
     except ValueError as exc:
         raise UsageError(f"sweep: {exc}") from None
@@ -168,3 +170,16 @@ def say(msg: str) -> None:
 
 def _f(v: float | None, unit: str = "") -> str:
     return "–" if v is None else f"{v:.3g}{unit}"
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    """``--fill 0.4,0.7`` -> (0.4, 0.7); an empty string measures no fill steps."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise UsageError(f"--fill takes fractions of the best load such as 0.5,0.7; got {part!r}") from None
+    return tuple(out)

@@ -139,6 +139,11 @@ def capacity(spec: OpsSpec) -> Dashboard:
               "Actual share next to the planned share (nginx weight / sum of active weights).", max=1),
         Panel("Requests per second per instance", "reqps", (Target(total_by_instance, "{{instance}}"),),
               "All routes. Backup instances should carry nothing while active ones are up."),
+        Panel("CPU per request per instance", "s",
+              (Target(f"sum by (instance) (rate(asrtk_process_cpu_seconds_total{{{sel}}}[{RI}]))\n/\n"
+                      f"{total_by_instance}", "{{instance}}"),),
+              "CPU seconds the worker processes spent per request. Rising at the same traffic: a slower build "
+              "or a busier machine; plan.yaml's expected.target_cpu_s_per_request is what the sweep measured."),
         Panel("Queue utilization per instance", "percentunit",
               (Target(f"max by (instance) (asrtk_queue_depth{{{sel}}} / asrtk_queue_capacity{{{sel}}})",
                       "{{instance}}"),),
