@@ -32,14 +32,20 @@ def mm1_target(capacity_rps: float, service_s: float = 0.1):
     return run
 
 
-def drive(search: SweepSearch, target, limit: int = 50) -> list:
-    plans = []
+def drive(search: SweepSearch, target, limit: int = 50, disturbed=None) -> list:
+    """Run the search to the end; ``disturbed(plan, plans_before)`` marks steps measured on a busy host."""
+    import dataclasses
+
+    plans: list = []
     for _ in range(limit):
         plan = search.next_step()
         if plan is None:
             return plans
+        res = target(plan.load, plan.duration_s)
+        if disturbed is not None and disturbed(plan, plans):
+            res = dataclasses.replace(res, disturbed=True)
         plans.append(plan)
-        search.record(target(plan.load, plan.duration_s))
+        search.record(res)
     raise AssertionError("search did not terminate")
 
 
@@ -217,41 +223,21 @@ def test_a_disturbed_step_is_measured_again_and_does_not_count() -> None:
 
 
 def test_a_disturbed_fill_step_is_refilled() -> None:
-    import dataclasses
-
     policy = SweepPolicy(mode="rate", slo_latency_s=1.0, start=1.0, step_duration_s=10.0, tolerance=0.05)
     search = SweepSearch(policy)
-    target = mm1_target(10.0)
-    fills_seen = []
-    for _ in range(60):
-        plan = search.next_step()
-        if plan is None:
-            break
-        res = target(plan.load, plan.duration_s)
-        if plan.phase == "fill" and not fills_seen:
-            res = dataclasses.replace(res, disturbed=True)
-        if plan.phase == "fill":
-            fills_seen.append(plan)
-        search.record(res)
+    plans = drive(search, mm1_target(10.0),
+                  disturbed=lambda plan, before: plan.phase == "fill" and not any(p.phase == "fill" for p in before))
+    fills_seen = [p for p in plans if p.phase == "fill"]
     assert len(fills_seen) == 3  # 0.5 (disturbed), 0.5 again, 0.7
     assert fills_seen[0].load == fills_seen[1].load and all(p.phase == "fill" for p in fills_seen)
     assert [r.final for r in search.records if r.plan.phase == "fill"] == ["disturbed", "pass", "pass"]
 
 
 def test_disturbed_re_measurements_do_not_use_up_the_step_budget() -> None:
-    import dataclasses
-
     policy = SweepPolicy(mode="rate", slo_latency_s=1.0, start=1.0, step_duration_s=10.0, max_steps=3, fill=())
     search = SweepSearch(policy)
-    target = mm1_target(100.0)
-    plans = []
-    for _ in range(20):
-        plan = search.next_step()
-        if plan is None:
-            break
-        plans.append(plan)
-        # every first measurement of a load is disturbed, every re-measurement quiet
-        search.record(dataclasses.replace(target(plan.load, plan.duration_s), disturbed=plan.phase != "repeat"))
+    # every first measurement of a load is disturbed, every re-measurement quiet
+    plans = drive(search, mm1_target(100.0), disturbed=lambda plan, before: plan.phase != "repeat")
     assert [p.load for p in plans] == [1.0, 1.0, 2.0, 2.0, 4.0, 4.0]
     assert sum(r.final != "disturbed" for r in search.records) == 3
     assert search.outcome().status == "max_steps"
