@@ -21,6 +21,9 @@ def snapshot(scenario: Any, horizon_s: float, agg: Any, telemetry: Any, now_s: f
         "errors_total": errors,
         "gpu_util": (sum(gpu) / len(gpu)) if gpu else None,
         "loadgen_cpu": last.get("loadgen_cpu_percent"),
+        # other processes + CPU steal in the last sample: what would make this run disagree with a rerun
+        "other_cores": (None if last.get("other_cpu_cores") is None and last.get("steal_cpu_cores") is None
+                        else (last.get("other_cpu_cores") or 0.0) + (last.get("steal_cpu_cores") or 0.0)),
         **recent,
     }
 
@@ -31,7 +34,12 @@ def plain_line(s: dict[str, Any]) -> str:
     return (f"[{s['elapsed_s']:6.1f}s {s['phase']:>7}] offered {s['offered_rps']:.2f}/s "
             f"achieved {s['achieved_rps']:.2f}/s inflight {s['inflight']} "
             f"p50 {_ms(s['p50_s'])} p95 {_ms(s['p95_s'])} p99 {_ms(s['p99_s'])} (last 10 s) "
-            f"errors {s['errors_total']} gpu {gpu} loadgen-cpu {cpu} remaining {s['remaining_s']:.0f}s")
+            f"errors {s['errors_total']} gpu {gpu} loadgen-cpu {cpu} other-work {_cores(s['other_cores'])} "
+            f"remaining {s['remaining_s']:.0f}s")
+
+
+def _cores(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f} cores"
 
 
 class QuietView:
@@ -74,6 +82,7 @@ class LiveView:
         t.add_row("errors", str(s["errors_total"]))
         t.add_row("GPU util", "-" if s["gpu_util"] is None else f"{s['gpu_util'] * 100:.0f}%")
         t.add_row("load-generator CPU", "-" if s["loadgen_cpu"] is None else f"{s['loadgen_cpu']:.0f}%")
+        t.add_row("other work on this host", _cores(s["other_cores"]) + " (other processes + CPU steal)")
         return t
 
     def start(self) -> None:
