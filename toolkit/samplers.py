@@ -369,7 +369,7 @@ def _vals(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
 # which a run counts as disturbed: this many cores, or this share of the host's cores if more.
 # On the 2-core test VM quiet periods show <= 0.03 cores and steady steal of 0.04-0.09 lasts
 # for many minutes (re-measuring does not escape it; CPU per request shows its effect), while
-# bursts of 0.12-0.25 come and go. The same 64 rps step had p95 0.052 s with 0.001 cores of
+# bursts of 0.12-0.25 come and go. The same 64 rps load had p95 0.052 s with 0.001 cores of
 # steal, 0.100 s with 0.07, 0.13-0.14 s with 0.17-0.25.
 INTERFERENCE_THRESHOLD_CORES = 0.1
 INTERFERENCE_THRESHOLD_SHARE = 0.05
