@@ -466,6 +466,7 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
     model = _model(main, per_node, req, q)
     measured_q, _ = interpolate_at(main.curve, per_node, q)
     curve_pts = [{"rps": p.rps, "latency_s": _latency(p, q)} for p in sorted(main.curve.points, key=lambda p: p.rps)]
+    cpu_per_request, cpu_source = cpu_at(main.curve, per_node)
     expected = {
         "per_node_rps": per_node,
         "utilization": rec.utilization.get(main.node_type.name),
@@ -476,8 +477,8 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
         "model": MODEL_NAME,
         "curve": curve_pts,  # smoothed measured latency at the SLO percentile vs throughput
         # what one request cost the swept machine there: plan validate checks it runs like for like
-        "target_cpu_s_per_request": cpu_at(main.curve, per_node)[0],
-        "cpu_source": cpu_at(main.curve, per_node)[1],
+        "target_cpu_s_per_request": cpu_per_request,
+        "cpu_source": cpu_source,
         "model_inputs": None if model is None else {
             "servers": max(1, int(round(max(p.rps for p in main.curve.points) * main.node_type.service_time.mean_s))),
             "service_time_mean_s": main.node_type.service_time.mean_s,
