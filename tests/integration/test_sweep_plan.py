@@ -81,20 +81,32 @@ def _sweep_plan_validate(tmp_path: Path) -> tuple[float, dict, Path, dict]:
           f"predicted {v['predicted_s']:.3g}s (model {v['model_s']:.3g}s), measured {v['measured_s']:.3g}s "
           f"({v['deviation']:+.0%}), throughput {v['achieved_rps']:.3g} rps; CPU per request "
           f"{v['cpu_s_per_request_planned'] * 1000:.3g} ms swept, {v['cpu_s_per_request_measured'] * 1000:.3g} ms "
-          f"validated; interference {v['interference_cpu_cores']:.2f} cores; verdict {v['verdict']}")
+          f"validated; interference {v['interference_cpu_cores_planned'] or 0:.2f} cores swept, "
+          f"{v['interference_cpu_cores']:.2f} validated; verdict {v['verdict']}")
     return wall_s, cap, sweep_dir, v
 
 
+# two whole sweep -> plan -> validate runs at most (each bounded by its subprocess timeouts)
+TEST_BUDGET_S = 1500
+
+
+@pytest.mark.timeout(TEST_BUDGET_S + 60)
 def test_sweep_converges_and_plan_validate_matches_prediction(tmp_path: Path) -> None:
     # A prediction can only be checked like for like. On a shared VM the hypervisor's CPU steal
     # comes and goes over minutes: when the validation misses the prediction and plan validate
     # says the two runs were not comparable (CPU per request moved > 10%, or the host was
-    # busy), the whole measurement is repeated once.
+    # busy), the whole measurement is repeated once, if there is time for it.
+    t0 = time.monotonic()
     for attempt in (1, 2):
+        t_attempt = time.monotonic()
         _wall, _cap, sweep_dir, v = _sweep_plan_validate(tmp_path / f"attempt-{attempt}")
         if abs(v["deviation"]) <= 0.20 or v["comparable"]:
             break
         print(f"attempt {attempt} missed ({v['deviation']:+.0%}) and was not like for like: {v['comparability']}")
+        took = time.monotonic() - t_attempt
+        if attempt == 1 and time.monotonic() - t0 + 1.5 * took > TEST_BUDGET_S:
+            pytest.skip(f"not like for like ({v['comparability']}) and no time left to measure again "
+                        f"(the attempt took {took:.0f}s)")
     table = (sweep_dir / "report.md").read_text().split("## Steps", 1)[-1]
     if abs(v["deviation"]) > 0.20 and not v["comparable"]:
         # the machine, not asrtk, is what changed between sweep and validation, twice: the

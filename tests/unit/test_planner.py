@@ -10,7 +10,14 @@ import yaml
 
 from toolkit.capacity.measurements import CurvePoint, NodeType, ServiceTime, WorkerCurve, node_types_from_csv
 from toolkit.capacity.planfile import SCHEMA, plan_document, read_plan, write_plan
-from toolkit.capacity.planner import PlanRequest, capacity_at_slo, interpolate_at, make_plan, weights_for
+from toolkit.capacity.planner import (
+    PlanRequest,
+    capacity_at_slo,
+    interpolate_at,
+    lower_envelope,
+    make_plan,
+    weights_for,
+)
 from toolkit.errors import ConfigError, ThresholdBreached
 
 CSV = """workers,qps,p95_s,error_rate,node
@@ -155,6 +162,24 @@ def test_measured_latency_is_interpolated_at_the_planned_load() -> None:
     assert v == pytest.approx(math.sqrt(0.2 * 0.6)) and note is None  # geometric mean halfway
 
 
+def test_a_point_slower_than_a_busier_one_does_not_make_the_prediction() -> None:
+    # a fill step measured during a neighbour's CPU burst: 0.58 s at 41 rps, 0.07 s at 71 rps
+    c = curve((10, 0.05, 0), (20, 0.055, 0), (41, 0.58, 0), (71, 0.07, 0), (102, 0.6, 0), (120, 1.5, 0.0))
+    v, _ = interpolate_at(c, 41, 0.95)
+    assert v == pytest.approx(0.07)
+    assert lower_envelope([(41, 0.58), (10, 0.05), (71, 0.07)]) == [(10, 0.05), (41, 0.07), (71, 0.07)]
+    # the envelope never raises a point: a slow light-load point does not lift the flat part
+    assert lower_envelope([(2, 0.2), (10, 0.05), (20, 0.06)]) == [(2, 0.05), (10, 0.05), (20, 0.06)]
+    plan = make_plan([NodeType("a", "x", (c,))], PlanRequest(41, slo_latency_s=0.8, redundancy=0))
+    assert plan.expected["p95_s_measured"] == pytest.approx(0.07)
+    assert {"rps": 41, "latency_s": 0.07} in plan.expected["curve"]
+    assert any("41 rps (0.58s) is above that of a busier point" in n for n in plan.notes)
+    # an ordinary curve is untouched and not remarked on
+    quiet = make_plan([NodeType("a", "x", (curve((10, 0.05, 0), (40, 0.06, 0), (80, 2.0, 0)),))],
+                      PlanRequest(20, slo_latency_s=0.8, redundancy=0))
+    assert not any("busier point" in n for n in quiet.notes)
+
+
 def test_p99_slo_needs_more_than_p95_measurements() -> None:
     with pytest.raises(ConfigError, match="p95 only"):
         make_plan(nodes(), PlanRequest(100, slo_percentile=0.99, slo_latency_s=1.0))
@@ -269,6 +294,43 @@ def test_validation_off_the_prediction_is_inconclusive_when_not_like_for_like(tm
     remote = judge_validation(doc, summary(0.41, None), 0.2, tmp_path)
     assert remote.comparable and remote.passed
     assert remote.as_dict()["run_dir"] == str(tmp_path)
+
+
+def test_like_for_like_means_as_much_interference_as_when_swept(tmp_path) -> None:
+    from toolkit.capacity.plan_io import judge_validation
+
+    def doc(then: float | None, predicted: float = 0.063) -> dict:
+        return {"slo": {"percentile": 0.95, "latency_s": 1.0},
+                "expected": {"per_node_rps": 50.0, "p95_s_measured": predicted, "sweep_interference_cpu_cores": then}}
+
+    def summary(p95: float, now: float) -> dict:
+        return {"load": {"offered_rps": 50.0}, "throughput": {"rps": 50.0}, "requests": {"error_rate": 0.0},
+                "latency_s": {"p50": p95 / 3, "p95": p95, "p99": p95 * 1.2},
+                "host": {"interference_cpu_cores_mean": now, "interference_threshold_cores": 0.1,
+                         "disturbed": now > 0.1}}
+
+    # figures from the 2-core VM: the sweep measured 0.063 s under 0.12 cores of CPU steal
+    hit = judge_validation(doc(0.12), summary(0.066, 0.15), 0.2, tmp_path)  # busy, but as busy as then
+    assert hit.comparable and hit.passed and hit.interference_cpu_cores_planned == 0.12
+    steal = judge_validation(doc(0.12), summary(0.25, 0.46), 0.2, tmp_path)
+    assert steal.verdict == "inconclusive" and not steal.comparable
+    assert any("0.46 CPU cores" in c and "0.12 while the sweep measured" in c for c in steal.comparability)
+    # a quiet validation of a disturbed sweep point is not like for like either: the prediction is inflated
+    quiet = judge_validation(doc(0.46, predicted=0.25), summary(0.063, 0.01), 0.2, tmp_path)
+    assert not quiet.comparable and quiet.deviation < -0.2
+    # a plan that does not record it falls back to the absolute threshold
+    old = judge_validation(doc(None), summary(0.066, 0.15), 0.2, tmp_path)
+    assert not old.comparable and any("busy with other work" in c for c in old.comparability)
+
+
+def test_the_plan_records_the_sweeps_interference_at_the_planned_load() -> None:
+    pts = tuple(CurvePoint(r, {0.95: p95}, 0.0, interference_cores=i)
+                for r, p95, i in ((10, 0.05, 0.02), (50, 0.063, 0.12), (100, 0.3, 0.04), (150, 2.0, 0.03)))
+    plan = make_plan([NodeType("a", "x", (WorkerCurve(1, pts),))], PlanRequest(30, slo_latency_s=0.8, redundancy=0))
+    assert plan.expected["sweep_interference_cpu_cores"] == pytest.approx(0.07)  # halfway 0.02 -> 0.12
+    bare = make_plan([NodeType("a", "x", (curve((10, 0.05, 0), (150, 2.0, 0)),))],
+                     PlanRequest(30, slo_latency_s=0.8, redundancy=0))
+    assert bare.expected["sweep_interference_cpu_cores"] is None
 
 
 def test_validation_compares_cpu_per_request_measured_the_way_the_plan_was(tmp_path) -> None:

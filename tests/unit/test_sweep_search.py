@@ -222,6 +222,33 @@ def test_a_disturbed_step_is_measured_again_and_does_not_count() -> None:
     assert search.hi is None and search.lo == 1.0
 
 
+def test_disturbed_twice_the_quieter_measurement_counts() -> None:
+    import dataclasses
+
+    policy = SweepPolicy(mode="rate", slo_latency_s=1.0, start=1.0, step_duration_s=10.0, tolerance=0.05)
+    target = mm1_target(10.0)
+    for first_cores, second_cores, counts in ((0.15, 0.6, 0), (0.6, 0.15, 1)):
+        search = SweepSearch(policy)
+        plan = search.next_step()
+        assert plan is not None
+        fast = dataclasses.replace(target(plan.load, plan.duration_s), disturbed=True, interference_cores=first_cores)
+        search.record(fast)
+        again = search.next_step()
+        assert again is not None and again.phase == "repeat"
+        # the second run stalled badly (an SLO failure on its own) while the host was busier
+        stalled = dataclasses.replace(target(again.load, again.duration_s), latency_s={0.5: 3.0, 0.95: 9.0, 0.99: 12.0},
+                                      disturbed=True, interference_cores=second_cores)
+        j = search.record(stalled)
+        finals = [r.final for r in search.records]
+        assert finals.count("disturbed") == 1 and len(finals) == 2
+        assert search.records[counts].final == ("pass" if counts == 0 else "fail")
+        assert j.verdict == search.records[counts].judgement.verdict
+        nxt = search.next_step()
+        assert nxt is not None
+        # the counting measurement decides where the search goes next
+        assert (nxt.phase, nxt.load) == (("bracket", 2.0) if counts == 0 else ("descend", 0.5))
+
+
 def test_a_disturbed_fill_step_is_refilled() -> None:
     policy = SweepPolicy(mode="rate", slo_latency_s=1.0, start=1.0, step_duration_s=10.0, tolerance=0.05)
     search = SweepSearch(policy)

@@ -50,6 +50,7 @@ def step_result_from_summary(summary: dict, load: float, mode: str) -> StepResul
         load=float(load), achieved_rps=achieved, requests=ok, error_rate=error_rate,
         duration_s=duration, latency_s=latency or {0.95: math.inf}, concurrency=concurrency,
         offered_rps=offered, disturbed=bool((summary.get("host") or {}).get("disturbed")),
+        interference_cores=_num((summary.get("host") or {}).get("interference_cpu_cores_mean")),
     )
 
 

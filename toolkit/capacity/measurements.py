@@ -26,6 +26,7 @@ class CurvePoint:
     requests: int = 1  # how many requests the percentiles come from (weights the smoothing)
     cpu_s_per_request: float | None = None  # what a request cost the target in CPU there
     cpu_source: str | None = None  # "metrics" (its CPU counter) or "local" (its processes on the load host)
+    interference_cores: float | None = None  # other work and CPU steal on the load host meanwhile
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def _points_from_steps(steps: list[dict]) -> tuple[CurvePoint, ...]:
             continue
         pts.append(CurvePoint(rps, q, _f(s.get("error_rate")) or 0.0, _f(lat.get("max")),
                               max(1, int(_f(s.get("requests")) or 1)),
-                              _f(s.get("cpu_s_per_request")), s.get("cpu_source")))
+                              _f(s.get("cpu_s_per_request")), s.get("cpu_source"),
+                              _f((s.get("host") or {}).get("interference_cpu_cores"))))
     return tuple(sorted(pts, key=lambda p: p.rps))
 
 

@@ -165,8 +165,7 @@ def smoothed(points: tuple[CurvePoint, ...] | list[CurvePoint], q: float) -> lis
     w = [float(p.requests) for p in pts]
     lat = monotone([_latency(p, q) for p in pts], w)
     err = monotone([p.error_rate for p in pts], w)
-    return [CurvePoint(p.rps, {**p.latency_s, q: lq}, e, p.max_s, p.requests, p.cpu_s_per_request, p.cpu_source)
-            for p, lq, e in zip(pts, lat, err)]
+    return [replace(p, latency_s={**p.latency_s, q: lq}, error_rate=e) for p, lq, e in zip(pts, lat, err)]
 
 
 def capacity_at_slo(curve: WorkerCurve, q: float, slo_s: float, max_err: float) -> Capacity:
@@ -232,6 +231,13 @@ def cpu_at(curve: WorkerCurve, rps: float) -> tuple[float | None, str | None]:
     return _cpu_interp(pts, rps), src
 
 
+def interference_at(curve: WorkerCurve, rps: float) -> float | None:
+    """Other work and CPU steal on the load host (cores) while the sweep measured this throughput
+    (linear between points, clamped); None when the points do not say."""
+    pts = sorted((p.rps, p.interference_cores) for p in curve.points if p.interference_cores is not None)
+    return _cpu_interp(pts, rps) if pts else None  # type: ignore[arg-type]
+
+
 def _cpu_interp(pts: list[tuple[float, float]], rps: float) -> float:
     if rps <= pts[0][0]:
         return pts[0][1]
@@ -241,12 +247,45 @@ def _cpu_interp(pts: list[tuple[float, float]], rps: float) -> float:
     return pts[-1][1]
 
 
+# a measured point this far above the latency of a busier one is named in the plan's notes
+ENVELOPE_NOTE_RATIO = 1.25
+
+
+def lower_envelope(vals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(throughput, latency) sorted by throughput, each latency capped by every busier point's.
+
+    Under the same conditions latency only grows with load, and what disturbs a measurement (a
+    neighbour's CPU burst, hypervisor steal, a stall) only ever adds latency: a point slower than a
+    busier one was disturbed, and the busier point bounds it. Unlike the isotonic fit this never
+    raises a point, so one disturbed step cannot lift the flat part of the curve around it."""
+    out = sorted(vals)
+    for i in range(len(out) - 2, -1, -1):
+        if out[i][1] > out[i + 1][1]:
+            out[i] = (out[i][0], out[i + 1][1])
+    return out
+
+
+def envelope_notes(vals: list[tuple[float, float]], q: float) -> list[str]:
+    """Say which measured points the lower envelope replaced, and by what."""
+    raw, env = sorted(vals), lower_envelope(vals)
+    notes = []
+    for (x, y), (_, e) in zip(raw, env):
+        if y > ENVELOPE_NOTE_RATIO * e:
+            notes.append(f"measured p{q * 100:g} at {x:.3g} rps ({y:.3g}s) is above that of a busier point "
+                         f"({e:.3g}s): read as disturbed, the plan's curve takes {e:.3g}s there")
+    return notes
+
+
+def curve_values(curve: WorkerCurve, q: float) -> list[tuple[float, float]]:
+    """The measured q-latency against throughput, as raw (throughput, seconds) pairs."""
+    return [(p.rps, _latency(p, q)) for p in sorted(curve.points, key=lambda p: p.rps)]
+
+
 def interpolate_at(curve: WorkerCurve, rps: float, q: float) -> tuple[float | None, str | None]:
-    """Measured latency quantile at a throughput, linear between points; note when outside the range."""
+    """Measured latency quantile at a throughput, on the lower envelope of the measured points
+    (:func:`lower_envelope`), log-linear between them; note when outside the range."""
     try:
-        # raw neighbours, not the isotonic fit: a noisy light-load point (few requests) would
-        # otherwise be pooled into the whole flat part of the curve
-        vals = [(p.rps, _latency(p, q)) for p in sorted(curve.points, key=lambda p: p.rps)]
+        vals = lower_envelope(curve_values(curve, q))
     except ConfigError:
         return None, None
     if not vals:
@@ -465,7 +504,9 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
     latency["max"] = at_max[0] if at_max else max((p.max_s for p in main.curve.points if p.max_s), default=None)
     model = _model(main, per_node, req, q)
     measured_q, _ = interpolate_at(main.curve, per_node, q)
-    curve_pts = [{"rps": p.rps, "latency_s": _latency(p, q)} for p in sorted(main.curve.points, key=lambda p: p.rps)]
+    raw_curve = curve_values(main.curve, q)
+    notes.extend(envelope_notes(raw_curve, q))
+    curve_pts = [{"rps": x, "latency_s": y} for x, y in lower_envelope(raw_curve)]
     cpu_per_request, cpu_source = cpu_at(main.curve, per_node)
     expected = {
         "per_node_rps": per_node,
@@ -475,10 +516,12 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
         "p95_s_measured": latency.get("p95"),
         "p95_s_model": model.p95_s if model else None,
         "model": MODEL_NAME,
-        "curve": curve_pts,  # smoothed measured latency at the SLO percentile vs throughput
+        "curve": curve_pts,  # lower envelope of the measured SLO-percentile latency vs throughput
         # what one request cost the swept machine there: plan validate checks it runs like for like
         "target_cpu_s_per_request": cpu_per_request,
         "cpu_source": cpu_source,
+        # ... and how busy the load host was with other work and CPU steal there (cores)
+        "sweep_interference_cpu_cores": interference_at(main.curve, per_node),
         "model_inputs": None if model is None else {
             "servers": max(1, int(round(max(p.rps for p in main.curve.points) * main.node_type.service_time.mean_s))),
             "service_time_mean_s": main.node_type.service_time.mean_s,

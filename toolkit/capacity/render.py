@@ -69,7 +69,7 @@ def _step_rows(doc: dict) -> list[list[str]]:
             _fmt(srv.get("queue_depth_max")), _fmt(srv.get("batch_size_mean")),
             _fmt((s.get("host") or {}).get("target_cpu_s_per_request"), scale=1000, unit=" ms"),
             _fmt((s.get("host") or {}).get("interference_cpu_cores")),
-            (f"disturbed: measured again ({s.get('reason', '')})" if s.get("final") == "disturbed"
+            (f"disturbed, not counted ({s.get('reason', '')})" if s.get("final") == "disturbed"
              else f"{s.get('final', '')} ({s.get('reason', '')})"),
         ])
     return rows
@@ -198,6 +198,8 @@ def _plan_tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         [f"p95 model ({exp.get('model', '')})", _fmt(exp.get("p95_s_model"), unit="s"), "–"],
         ["CPU per request, as swept (plan validate checks it)",
          _fmt(exp.get("target_cpu_s_per_request"), scale=1000, unit=" ms"), "–"],
+        ["other work and CPU steal on the load host, as swept (cores)",
+         _fmt(exp.get("sweep_interference_cpu_cores")), "–"],
         ["nodes (active + backup)", "1", f"{rec.get('nodes')} ({active} + {rec.get('backup_nodes')})"],
         ["cost per hour", _fmt(nt.get("cost_per_hour") if nt else None), _fmt(rec.get("cost_per_hour"))],
     ]

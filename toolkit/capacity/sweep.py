@@ -93,6 +93,7 @@ class StepResult:
     concurrency: float | None = None
     offered_rps: float | None = None  # what the schedule really sent (Poisson): the saturation reference
     disturbed: bool = False  # other work or CPU steal on the host during the step (summary host.disturbed)
+    interference_cores: float | None = None  # how much: host.interference_cpu_cores_mean
 
 
 @dataclass(frozen=True)
@@ -321,18 +322,30 @@ class SweepSearch:
             raise RuntimeError("record() called without a pending step")
         j = judge(self.policy, result)
         self._pending = None
+        counting: _Record | None = None  # an earlier measurement of this load that counts instead
         if result.disturbed:
-            redone = sum(1 for r in self.records if r.plan.load == plan.load and r.final == "disturbed")
-            if redone < self.policy.disturbed_repeats:
+            earlier = [r for r in self.records if r.plan.load == plan.load and r.final == "disturbed"]
+            if len(earlier) < self.policy.disturbed_repeats:
                 # measured while something else used the CPU: keep it for the report, measure again
                 self.records.append(_Record(plan, result, j, "disturbed"))
                 phase = "fill" if plan.phase == "fill" else "repeat"
                 self._pending = StepPlan(len(self.records), plan.load, plan.duration_s, phase)
                 return j
-        repeats = sum(1 for r in self.records if r.plan.load == plan.load and r.judgement.verdict == "noisy")
+            # disturbed every time (bounded): the measurement taken on the quietest host counts
+            known = [r for r in earlier if r.result.interference_cores is not None]
+            quietest = min(known, key=lambda r: r.result.interference_cores or 0.0, default=None)
+            if (quietest is not None and result.interference_cores is not None
+                    and quietest.result.interference_cores < result.interference_cores):  # type: ignore[operator]
+                self.records.append(_Record(plan, result, j, "disturbed"))
+                counting = quietest
+                result, j = quietest.result, quietest.judgement
+        repeats = sum(1 for r in self.records if r.plan.load == plan.load and r.final == "noisy")
         if j.verdict == "noisy" and repeats < self.policy.max_repeats and plan.phase != "fill":
             # keep the noisy record for the report but do not let it decide; re-run longer
-            self.records.append(_Record(plan, result, j, "noisy"))
+            if counting is not None:
+                counting.final = "noisy"
+            else:
+                self.records.append(_Record(plan, result, j, "noisy"))
             needed_s = j.needed_requests / max(result.achieved_rps, 1e-9)
             dur = min(max(2.0 * plan.duration_s, needed_s), 2.0 * self.policy.step_cap_s)
             self._pending = StepPlan(len(self.records), plan.load, dur, "repeat")
@@ -340,6 +353,9 @@ class SweepSearch:
         final: Final = j.verdict
         if final == "noisy":
             final = "pass" if j.latency_s <= self.policy.slo_latency_s else "fail"
+        if counting is not None:
+            counting.final = final  # a re-measurement (phase repeat or fill): no plateau check
+            return j
         self.records.append(_Record(plan, result, j, final))
         if plan.phase == "bracket" and final == "pass" and self._plateaued():
             # throughput stopped growing: this step counts as the edge
