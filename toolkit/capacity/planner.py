@@ -272,7 +272,7 @@ def envelope_notes(vals: list[tuple[float, float]], q: float) -> list[str]:
     for (x, y), (_, e) in zip(raw, env):
         if y > ENVELOPE_NOTE_RATIO * e:
             notes.append(f"measured p{q * 100:g} at {x:.3g} rps ({y:.3g}s) is above that of a busier point "
-                         f"({e:.3g}s): read as disturbed, the plan's curve takes {e:.3g}s there")
+                         f"({e:.3g}s): disturbed or too few requests, the plan's curve takes {e:.3g}s there")
     return notes
 
 
