@@ -228,17 +228,18 @@ def cpu_at(curve: WorkerCurve, rps: float) -> tuple[float | None, str | None]:
     src = max(set(sources), key=sources.count)
     pts = sorted((p.rps, p.cpu_s_per_request) for p in curve.points
                  if p.cpu_s_per_request is not None and p.cpu_source == src)
-    return _cpu_interp(pts, rps), src
+    return _interp_clamped(pts, rps), src
 
 
 def interference_at(curve: WorkerCurve, rps: float) -> float | None:
     """Other work and CPU steal on the load host (cores) while the sweep measured this throughput
     (linear between points, clamped); None when the points do not say."""
     pts = sorted((p.rps, p.interference_cores) for p in curve.points if p.interference_cores is not None)
-    return _cpu_interp(pts, rps) if pts else None  # type: ignore[arg-type]
+    return _interp_clamped(pts, rps) if pts else None  # type: ignore[arg-type]
 
 
-def _cpu_interp(pts: list[tuple[float, float]], rps: float) -> float:
+def _interp_clamped(pts: list[tuple[float, float]], rps: float) -> float:
+    """Linear between (throughput, value) points sorted by throughput, clamped at the ends."""
     if rps <= pts[0][0]:
         return pts[0][1]
     for (x0, y0), (x1, y1) in itertools.pairwise(pts):
