@@ -137,7 +137,8 @@ def validate(
     The comparison is only fair like for like, so it is checked: the target's CPU time per
     request must be within 10% of what the sweep measured at that load, and the load host
     as busy with other work (other processes, CPU steal by the hypervisor) as it was then,
-    within 0.03 cores; a run that is not like for like is measured again (--attempts) and the
+    within 0.03 cores, with both runs under the host's "disturbed" threshold (0.1 cores on a
+    2-core host). A run that is not like for like is measured again (--attempts) and the
     closest run is judged.
 
     Exit 0 when the plan holds; 3 when the SLO fails there, the node does not carry the
