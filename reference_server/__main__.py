@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import typer
+import sys
 
-from toolkit.cli._common import handle_errors
-from toolkit.cli.serve import serve
-
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-app.command()(handle_errors(serve))
+from reference_server.cli import main
 
 if __name__ == "__main__":
-    app(prog_name="python -m reference_server")
+    sys.exit(main())

@@ -43,7 +43,7 @@ TELEMETRY_GPU_FIELDS = ["util_ratio", "mem_used_bytes", "mem_total_bytes", "powe
                         "temp_celsius"]
 # Long format: one row per scraped sample. ``url`` is the scraped /metrics URL, ``metric`` the sample
 # name, ``labels`` its ``k=v`` pairs joined by ``,``.
-SERVER_METRICS_COLUMNS = ["t_s", "url", "metric", "labels", "value"]
+SERVER_METRICS_COLUMNS = ["t_s", "url", "metric", "labels", "value"]  # the samplers' rows carry these keys
 
 
 def telemetry_columns(gpu_count: int) -> list[str]:
@@ -201,12 +201,15 @@ def list_runs(out: Path) -> list[dict[str, Any]]:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write rows (dicts) under a header; missing values are empty cells, NaN is empty."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        for row in rows:
-            w.writerow([_cell(row.get(c)) for c in columns])
+    """Write rows (dicts) under a header, atomically; missing values and NaN are empty cells."""
+    import io
+
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(columns)
+    for row in rows:
+        w.writerow([_cell(row.get(c)) for c in columns])
+    atomic.write_text(Path(path), buf.getvalue())
 
 
 def _cell(v: Any) -> Any:
@@ -278,3 +281,201 @@ def latency_spectrum(hlog_path: Path, warmup_s: float = 0.0,
     out = [(p, total.get_value_at_percentile(p) / 1e6) for p in sorted(grid)]
     out.append((100.0, total.get_max_value() / 1e6))
     return out
+
+
+# ----------------------------------------------------------------------------- building summary.json
+# Pure: measurements in, the asrtk.result/v1 document out. The orchestrator (toolkit.runs.bench)
+# gathers the measurements; nothing here reads a clock, the network or a file.
+
+
+def _pct(h: Any, p: float) -> float | None:
+    from toolkit.recorder import percentiles_s
+
+    return percentiles_s(h, [p * 100.0])[p * 100.0]
+
+
+def slo_checks(scenario: Any, merged: Any, error_rate: float) -> dict[str, Any]:
+    """The SLO verdict of a run from its merged totals."""
+    slo = scenario.slo
+    p = slo.percentile
+    label = f"p{p * 100:g}"
+    stream = scenario.protocol.kind == "stream" and not scenario.mix
+    checks = []
+    if not (stream and slo.final_latency_s is not None):
+        lat = _pct(merged.hist["lat"], p)  # stream: the final result's latency after end of audio
+        checks.append({"name": f"latency_{label}_s" if not stream else f"final_latency_{label}_s",
+                       "threshold": slo.latency_s, "measured": lat,
+                       "passed": lat is not None and lat <= slo.latency_s})
+    if slo.rtf_max is not None:
+        rtf = _pct(merged.hist["rtf"], p)
+        checks.append({"name": f"rtf_{label}", "threshold": slo.rtf_max, "measured": rtf,
+                       "passed": rtf is not None and rtf <= slo.rtf_max})
+    if slo.partial_latency_s is not None:
+        v = _pct(merged.hist["partial"], 0.95)
+        checks.append({"name": "partial_latency_p95_s", "threshold": slo.partial_latency_s, "measured": v,
+                       "passed": v is not None and v <= slo.partial_latency_s})
+    if slo.final_latency_s is not None:
+        v = _pct(merged.hist["final"], 0.95)
+        checks.append({"name": "final_latency_p95_s", "threshold": slo.final_latency_s, "measured": v,
+                       "passed": v is not None and v <= slo.final_latency_s})
+    checks.append({"name": "error_rate", "threshold": slo.max_error_rate, "measured": error_rate,
+                   "passed": merged.total > 0 and error_rate <= slo.max_error_rate})
+    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def loadgen_verdict(cpu_mean_percent: float | None, lag_p99_s: float | None, late_starts: int,
+                    thresholds: Any) -> tuple[bool, list[str]]:
+    """Whether the load generator kept its schedule (valid) and the warnings that say why not."""
+    valid, warnings = True, []
+    if cpu_mean_percent is not None and cpu_mean_percent > thresholds.loadgen_cpu_percent:
+        valid = False
+        warnings.append(f"load generator saturated: its busiest process averaged {cpu_mean_percent:.0f}% of a core "
+                        f"(> {thresholds.loadgen_cpu_percent:.0f}%); rerun with more load-generator processes "
+                        f"(--processes N) or on another machine")
+    if lag_p99_s is not None and lag_p99_s > thresholds.schedule_lag_p99_s:
+        valid = False
+        warnings.append(f"load generator fell behind its schedule: lag p99 {lag_p99_s * 1000:.1f} ms "
+                        f"(> {thresholds.schedule_lag_p99_s * 1000:.0f} ms), {late_starts} late starts; rerun with "
+                        f"--processes N (one per core) or a lower --rate")
+    return valid, warnings
+
+
+def host_warnings(host: Mapping[str, Any]) -> list[str]:
+    """Warnings about other work on the load host and CPU contention (from a host summary)."""
+    out = []
+    if host.get("disturbed"):
+        out.append(
+            f"this host was busy with other work: {host['interference_cpu_cores_mean']:.2f} CPU cores on average "
+            f"(other processes {host.get('other_cpu_cores_mean') or 0:.2f}, CPU steal by the hypervisor "
+            f"{host.get('steal_cpu_cores_mean') or 0:.2f}; threshold {host['interference_threshold_cores']:g}); "
+            "latency may be inflated and will not repeat: rerun on a quiet machine")
+    cpu = host.get("cpu_mean_percent")
+    if cpu is not None and cpu > 90:
+        out.append(f"host CPU averaged {cpu:.0f}%: the load generator and the target "
+                   f"compete for it; use --target on another machine for figures you will sign")
+    return out
+
+
+def _per_request(cores: float | None, duration_s: float | None, done_ok: int) -> float | None:
+    return (cores * duration_s / done_ok) if (cores is not None and duration_s and done_ok) else None
+
+
+def build_summary(
+    *,
+    run_id: str,
+    asrtk_version: str,
+    created: datetime,
+    interrupted: bool,
+    label: str | None,
+    scenario: Any,
+    target_url: str,
+    server_info: Mapping[str, Any] | None,
+    processes: int,
+    measured_s: float,
+    totals: Any,
+    intervals: Sequence[Mapping[str, Any]],
+    loadgen_cpu: tuple[float | None, float | None],
+    host: dict[str, Any],
+    gpu: dict[str, Any],
+    server: dict[str, Any] | None,
+    thresholds: Any,
+    extra_warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The ``asrtk.result/v1`` document of one run.
+
+    ``totals`` are the merged totals of the recorder (requests whose intended start is in the
+    measured window), ``intervals`` the merged per-second intervals (binned by completion),
+    ``host``/``gpu``/``server`` the samplers' summaries of the measured window.
+    """
+    from toolkit.recorder import summarize_s
+
+    m = totals
+    warmup = scenario.warmup_s
+    lg_mean, lg_max = loadgen_cpu
+    lag = summarize_s(m.hist["lag"])
+    valid, lg_warnings = loadgen_verdict(lg_mean, lag["p99"], m.late_starts, thresholds)
+    warnings = list(extra_warnings) + lg_warnings + host_warnings(host)
+    if interrupted:
+        warnings.append("run interrupted (Ctrl-C): partial results")
+
+    error_rate = (m.errors / m.total) if m.total else 0.0
+    rtf = summarize_s(m.hist["rtf"]) if m.hist["rtf"].get_total_count() else None
+    stream = None
+    if m.hist["partial"].get_total_count() or m.hist["final"].get_total_count():
+        def _s(h: Any) -> dict[str, Any]:
+            d = summarize_s(h)
+            return {k: d[k] for k in ("p50", "p95", "p99", "max", "count")}
+        stream = {"partial_latency_s": _s(m.hist["partial"]), "final_latency_s": _s(m.hist["final"])}
+    dur = measured_s if measured_s > 0 else None
+    # Throughput counts completions inside the measured window (by completion second): an
+    # overloaded target cannot look fast because its backlog finished after the window.
+    win_end = warmup + measured_s
+    done = [iv for iv in intervals if warmup <= iv["t"] < win_end]
+    done_ok = sum(iv["ok"] for iv in done)
+    done_audio = sum(iv["audio_s"] for iv in done)
+    done_tx = sum(iv["bytes_sent"] for iv in done)
+    done_rx = sum(iv["bytes_received"] for iv in done)
+    host = dict(host)
+    host["target_cpu_s_per_request"] = _per_request(host.get("target_cpu_cores_mean"), dur, done_ok)
+    if server is not None:
+        server = dict(server)
+        server["cpu_s_per_request"] = _per_request(server.get("cpu_cores_mean"), dur, done_ok)
+    load = scenario.load
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "asrtk_version": asrtk_version,
+        "created": created.isoformat().replace("+00:00", "Z"),
+        "complete": not interrupted,
+        "incomplete_reason": "interrupted" if interrupted else None,
+        "label": label,
+        "scenario": {"name": scenario.name, "source": scenario.source,
+                     "protocol": scenario.protocol.kind if not scenario.mix else "mix", "seed": scenario.seed},
+        "target": {"url": target_url, "embedded": server_info is not None,
+                   "server": dict(server_info) if server_info is not None else None},
+        "load": {"mode": load.mode,
+                 "offered_rps": (m.scheduled / dur) if dur else None,
+                 "achieved_rps": (done_ok / dur) if dur else None,
+                 "users": max((s.users or 0) for s in load.stages) if load.mode == "closed" else None,
+                 "processes": processes,
+                 "arrival": load.arrival if load.mode == "open" else None,
+                 "stages": [{"duration_s": s.duration_s, "rate": s.rate, "users": s.users, "ramp": s.ramp}
+                            for s in load.stages]},
+        "duration_s": measured_s,
+        "warmup_s": warmup,
+        "requests": {"total": m.total, "ok": m.ok, "errors": m.errors, "error_rate": error_rate,
+                     "late_starts": m.late_starts, "by_class": dict(sorted(m.by_class.items()))},
+        "throughput": {"rps": (done_ok / dur) if dur else None,
+                       "audio_s_per_s": (done_audio / dur) if dur else None,
+                       "bytes_sent_per_s": (done_tx / dur) if dur else None,
+                       "bytes_received_per_s": (done_rx / dur) if dur else None},
+        "latency_s": summarize_s(m.hist["lat"]),
+        "rtf": {k: rtf[k] for k in ("p50", "p95", "p99", "mean")} if rtf else None,
+        "stream": stream,
+        "slo": slo_checks(scenario, m, error_rate),
+        "loadgen": {"valid": valid, "warnings": warnings, "processes": processes,
+                    "cpu_mean_percent": lg_mean, "cpu_max_percent": lg_max,
+                    "schedule_lag_p50_s": lag["p50"], "schedule_lag_p99_s": lag["p99"],
+                    "schedule_lag_max_s": lag["max"],
+                    "cpu_threshold_percent": thresholds.loadgen_cpu_percent,
+                    "schedule_lag_threshold_s": thresholds.schedule_lag_p99_s},
+        "gpu": gpu,
+        "host": host,
+        "server": server,
+        "files": dict(FILES),
+    }
+
+
+def write_run_files(
+    run_dir: Path,
+    *,
+    timeseries: Iterable[Mapping[str, Any]],
+    telemetry: Iterable[Mapping[str, Any]],
+    gpu_count: int,
+    server_metrics: Iterable[Mapping[str, Any]],
+) -> None:
+    """The CSV files of a run directory (``latency.hlog`` is the recorder's, ``summary.json`` last)."""
+    run_dir = Path(run_dir)
+    write_csv(run_dir / FILES["timeseries"], TIMESERIES_COLUMNS, timeseries)
+    write_csv(run_dir / FILES["telemetry"], telemetry_columns(gpu_count), telemetry)
+    write_csv(run_dir / FILES["server_metrics"], SERVER_METRICS_COLUMNS, server_metrics)

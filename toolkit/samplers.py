@@ -263,9 +263,6 @@ class PrometheusScraper:
                        "labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())), "value": value}
 
 
-SERVER_METRICS_COLUMNS = ["t_s", "url", "metric", "labels", "value"]
-
-
 def _total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float | None:
     vals = [v for n, _l, v in samples if n == name and not math.isnan(v)]
     return sum(vals) if vals else None
@@ -365,18 +362,13 @@ def _vals(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
     return [float(r[key]) for r in rows if r.get(key) is not None]
 
 
-# Interference (other processes' CPU + CPU steal), averaged over the measured window, above
-# which a run counts as disturbed: this many cores, or this share of the host's cores if more.
-# On the 2-core test VM quiet periods show <= 0.03 cores and steady steal of 0.04-0.09 lasts
-# for many minutes (re-measuring does not escape it; CPU per request shows its effect), while
-# bursts of 0.12-0.25 come and go. The same 64 rps load had p95 0.052 s with 0.001 cores of
-# steal, 0.100 s with 0.07, 0.13-0.14 s with 0.17-0.25.
-INTERFERENCE_THRESHOLD_CORES = 0.1
-INTERFERENCE_THRESHOLD_SHARE = 0.05
-
-
 def interference_threshold(cores: int) -> float:
-    return max(INTERFERENCE_THRESHOLD_CORES, INTERFERENCE_THRESHOLD_SHARE * max(cores, 1))
+    """Interference (other processes' CPU + CPU steal, cores) above which a run is disturbed,
+    with the default thresholds (see :mod:`toolkit.thresholds`; the orchestrator passes the
+    threshold in force, overrides included)."""
+    from toolkit.thresholds import Thresholds
+
+    return Thresholds().disturbed_cores(cores)
 
 
 def _mean(v: list[float]) -> float | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from toolkit.errors import ConfigError, UsageError
+from toolkit.units import parse_duration
 
 PROTOCOL_KINDS = ("recognize", "funasr", "emotion", "tts", "stream", "http")
 DEFAULT_PATHS = {
@@ -402,76 +403,12 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-# ----------------------------------------------------------------------------- pure schedule helpers
+# ----------------------------------------------------------------------------- run length
 
 
 def total_duration_s(s: Scenario) -> float:
-    """Warm-up plus measured window, seconds."""
+    """Warm-up plus measured window, seconds. (Rates and user counts over time: toolkit.engine.schedule.)"""
     return s.warmup_s + s.duration_s
-
-
-def _level_at(load: LoadSpec, t_s: float, attr: str) -> float:
-    prev = 0.0
-    start = 0.0
-    for i, st in enumerate(load.stages):
-        level = float(getattr(st, attr) or 0)
-        end = start + st.duration_s
-        last = i == len(load.stages) - 1
-        if t_s < end or last:
-            if st.ramp and t_s < end:
-                frac = min(max((t_s - start) / st.duration_s, 0.0), 1.0)
-                return prev + (level - prev) * frac
-            return level
-        prev = level
-        start = end
-    return prev  # unreachable: the last stage always returns
-
-
-def _burst_multiplier(load: LoadSpec, t_s: float) -> float:
-    if load.arrival != "bursty" or load.burst_factor == 1.0:
-        return 1.0
-    f = load.burst_on_fraction
-    phase = (t_s % load.burst_period_s) / load.burst_period_s
-    if phase < f:
-        return load.burst_factor
-    return (1.0 - f * load.burst_factor) / (1.0 - f)
-
-
-def offered_rate_at(load: LoadSpec, t_s: float) -> float:
-    """Instantaneous intended arrival rate (req/s) at ``t_s`` since the run start; 0 for closed loop.
-
-    Stages with ramps, then the bursty modulation; Poisson/uniform arrivals follow this rate.
-    """
-    if load.mode != "open":
-        return 0.0
-    return _level_at(load, max(t_s, 0.0), "rate") * _burst_multiplier(load, max(t_s, 0.0))
-
-
-def mean_rate_at(load: LoadSpec, t_s: float) -> float:
-    """Stage rate at ``t_s`` without the bursty modulation (what a report calls 'offered')."""
-    return _level_at(load, max(t_s, 0.0), "rate") if load.mode == "open" else 0.0
-
-
-def users_at(load: LoadSpec, t_s: float) -> int:
-    """Closed-loop users that should be active at ``t_s`` (ramps rounded down); 0 for open loop."""
-    if load.mode != "closed":
-        return 0
-    return int(math.floor(_level_at(load, max(t_s, 0.0), "users") + 1e-9))
-
-
-def peak_rate(load: LoadSpec) -> float:
-    """Highest instantaneous arrival rate the schedule can reach (for thinning and sizing)."""
-    if load.mode != "open":
-        return 0.0
-    return max(s.rate or 0.0 for s in load.stages) * (
-        load.burst_factor if load.arrival == "bursty" else 1.0)
-
-
-def expected_requests(s: Scenario, step_s: float = 0.1) -> float:
-    """Expected number of arrivals over the whole run (open loop), by numeric integration."""
-    n = max(1, int(math.ceil(total_duration_s(s) / step_s)))
-    dt = total_duration_s(s) / n
-    return sum(mean_rate_at(s.load, (i + 0.5) * dt) for i in range(n)) * dt
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -532,10 +469,6 @@ def with_overrides(
 
 # ----------------------------------------------------------------------------- loading YAML
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
-_UNIT_S = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
 def builtin_names() -> list[str]:
     """Names of the scenarios shipped in ``scenarios/``."""
     from toolkit.resources import data_dir
@@ -556,7 +489,12 @@ def resolve_path(name_or_path: str) -> Path:
         return p
     builtin = data_dir("scenarios") / f"{name_or_path}.yaml"
     if not builtin.is_file():
-        raise ConfigError(f"unknown scenario {name_or_path!r}; built-ins are: {', '.join(builtin_names())} "
+        import difflib
+
+        names = builtin_names()
+        close = difflib.get_close_matches(name_or_path, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown scenario {name_or_path!r}; {hint}built-ins are: {', '.join(names)} "
                           f"(or give a path to a YAML file)")
     return builtin
 
@@ -779,9 +717,9 @@ def _duration(d: Mapping[str, Any], key: str, default: float | None, prefix: str
         return float(default)  # type: ignore[arg-type]
     v = d[key]
     if isinstance(v, str):
-        m = _DURATION_RE.match(v)
-        _check(m is not None, where, f"must be seconds or a duration like '500ms', '90s', '2m', got {v!r}")
-        assert m is not None
-        return float(m.group(1)) * _UNIT_S[m.group(2)]
+        try:
+            return parse_duration(v, where, allow_zero=True)  # the one duration parser (toolkit.units)
+        except UsageError:
+            raise SpecError(where, f"must be seconds or a duration like '500ms', '90s', '2m', got {v!r}") from None
     _check(_finite(v), where, f"must be a number of seconds, got {v!r}")
     return float(v)

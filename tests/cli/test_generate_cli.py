@@ -81,7 +81,7 @@ def test_flags_without_plan_and_defaults_note(tmp_path: Path) -> None:
         (["generate", "all", "--plan", "/nonexistent/plan.yaml"], 2, "plan file /nonexistent/plan.yaml not found"),
         (["generate", "all", "--upstream", "h:1"], 2, "--target-qps is required"),
         (["generate", "all", "--upstream", "nohost", "--target-qps", "5"], 2, "is not HOST:PORT"),
-        (["generate", "all", "--upstream", "h:1", "--target-qps", "5", "--slo", "fast"], 2, "--slo 'fast'"),
+        (["generate", "all", "--upstream", "h:1", "--target-qps", "5", "--slo", "fast"], 2, "--slo must look like p95=2s"),
         (["generate", "all", "--upstream", "h:1", "--target-qps", "5", "--max-error-rate", "7x"], 2, "--max-error-rate"),
         (["generate", "all", "--upstream", "h:1", "--target-qps", "5", "--scrape-interval-s", "0"], 2,
          "--scrape-interval-s"),

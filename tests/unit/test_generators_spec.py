@@ -77,7 +77,7 @@ def test_minimal_plan_uses_documented_defaults() -> None:
         (lambda p: p.update(schema="asrtk.plan/v9"), "asrtk.plan/v1"),
         (lambda p: p.update(fleet=[]), "fleet is missing or empty"),
         (lambda p: p["fleet"][0].update(weight=0), r"fleet\[0\].weight must be an integer >= 1, got 0"),
-        (lambda p: p["fleet"][1].update(address="no-port"), r"fleet\[1\].address 'no-port' is not host:port"),
+        (lambda p: p["fleet"][1].update(address="no-port"), r"fleet\[1\].address 'no-port' is not HOST:PORT"),
         (lambda p: p["fleet"][1].update(backup="yes"), r"fleet\[1\].backup must be true or false"),
         (lambda p: [f.update(backup=True) for f in p["fleet"]], "every upstream is a backup"),
         (lambda p: p["fleet"][1].update(address="gpu-a-1:8000"), "listed twice"),
@@ -96,27 +96,7 @@ def test_bad_plans_name_the_key_and_the_fix(mutate, message) -> None:  # noqa: A
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "text, expected",
-    [("p95=1.5s", (0.95, 1.5)), ("p99=800ms", (0.99, 0.8)), ("P50 = 2", (0.5, 2.0)), ("p99.9=1m", (0.999, 60.0))],
-)
-def test_parse_slo(text: str, expected: tuple[float, float]) -> None:
-    pct, lat = S.parse_slo(text)
-    assert pct == pytest.approx(expected[0]) and lat == pytest.approx(expected[1])
-
-
-@pytest.mark.parametrize("text", ["95=1.5s", "p95", "p95=fast", "p100=1s", "p0=1s"])
-def test_parse_slo_rejects(text: str) -> None:
-    with pytest.raises(UsageError, match="--slo"):
-        S.parse_slo(text)
-
-
-def test_parse_rate_and_upstream() -> None:
-    assert S.parse_rate("1%") == pytest.approx(0.01)
-    assert S.parse_rate("0.05") == pytest.approx(0.05)
-    for bad in ("x", "0", "150%"):
-        with pytest.raises(UsageError, match="--max-error-rate"):
-            S.parse_rate(bad)
+def test_parse_upstream() -> None:
     u = S.parse_upstream("gpu-1:8000:55")
     assert (u.address, u.weight, u.backup, u.host) == ("gpu-1:8000", 55, False, "gpu-1")
     v6 = S.parse_upstream("[::1]:9000", backup=True)

@@ -241,7 +241,7 @@ def test_noisy_dips_are_smoothed_not_trusted() -> None:
 
 
 def test_validation_compares_at_the_offered_load(tmp_path) -> None:
-    from toolkit.capacity.plan_io import judge_validation
+    from toolkit.capacity.validation import judge_validation
 
     doc = {"slo": {"percentile": 0.95, "latency_s": 1.0, "max_error_rate": 0.01},
            "expected": {"per_node_rps": 20.0, "p95_s_measured": 0.4, "p95_s_model": 0.5,
@@ -264,7 +264,7 @@ def test_validation_compares_at_the_offered_load(tmp_path) -> None:
 
 
 def test_validation_off_the_prediction_is_inconclusive_when_not_like_for_like(tmp_path) -> None:
-    from toolkit.capacity.plan_io import judge_validation
+    from toolkit.capacity.validation import judge_validation
 
     doc = {"slo": {"percentile": 0.95, "latency_s": 1.0, "max_error_rate": 0.01},
            "expected": {"per_node_rps": 20.0, "p95_s_measured": 0.4, "target_cpu_s_per_request": 0.010,
@@ -297,7 +297,7 @@ def test_validation_off_the_prediction_is_inconclusive_when_not_like_for_like(tm
 
 
 def test_like_for_like_means_as_much_interference_as_when_swept(tmp_path) -> None:
-    from toolkit.capacity.plan_io import judge_validation
+    from toolkit.capacity.validation import judge_validation
 
     def doc(then: float | None, predicted: float = 0.063) -> dict:
         return {"slo": {"percentile": 0.95, "latency_s": 1.0},
@@ -342,7 +342,7 @@ def test_the_plan_records_the_sweeps_interference_at_the_planned_load() -> None:
 
 def test_validation_compares_cpu_per_request_measured_the_way_the_plan_was(tmp_path) -> None:
     from toolkit.capacity.capacityfile import cpu_per_request
-    from toolkit.capacity.plan_io import judge_validation
+    from toolkit.capacity.validation import judge_validation
 
     summary = {"load": {"offered_rps": 20.0}, "throughput": {"rps": 20.0}, "requests": {"error_rate": 0.0},
                "latency_s": {"p50": 0.1, "p95": 0.3, "p99": 0.4},

@@ -18,13 +18,13 @@ from toolkit.scenario import (
     Stage,
     builtin_names,
     load_scenario,
-    mean_rate_at,
-    offered_rate_at,
-    peak_rate,
     total_duration_s,
-    users_at,
     with_overrides,
 )
+from toolkit.engine.schedule import base_rate_at as mean_rate_at
+from toolkit.engine.schedule import max_rate as peak_rate
+from toolkit.engine.schedule import rate_at as offered_rate_at
+from toolkit.engine.schedule import users_at
 
 BUILTINS = {"callcenter", "meeting", "mobile", "funasr", "tts", "emotion", "mixed"}
 
@@ -269,7 +269,7 @@ def test_dataclasses_validate_when_built_in_python() -> None:
     assert ProtocolSpec(kind="emotion").field == "audio"
 
 
-# ----------------------------------------------------------------------------- schedule helpers
+# ----------------------------------------------------------------------------- schedule (toolkit.engine.schedule)
 
 
 def test_stages_steps_ramps_and_last_stage_holds() -> None:
@@ -307,7 +307,8 @@ def test_closed_loop_users_with_ramp() -> None:
     load = LoadSpec(mode="closed", stages=(Stage(10, users=10, ramp=True), Stage(10, users=4)))
     assert users_at(load, 0) == 0
     assert users_at(load, 5) == 5
-    assert users_at(load, 9.99) == 9
+    assert users_at(load, 9.99) == 10  # ramps round to the nearest user
+    assert users_at(load, 9.4) == 9
     assert users_at(load, 15) == 4
     assert offered_rate_at(load, 5) == 0.0
 

@@ -17,12 +17,15 @@ from toolkit.capacity.planner import FleetPlan, Plan
 from toolkit.errors import ConfigError
 
 SCHEMA = "asrtk.plan/v1"
+# The one table of plan defaults: what a key a hand-written plan leaves out means, for every
+# reader (plan validate, generate) and the default of the matching flag of `asrtk plan`.
 DEFAULTS: dict[str, Any] = {
-    "slo": {"percentile": 0.95, "latency_s": 1.0, "max_error_rate": 0.01},
+    "slo": {"percentile": 0.95, "latency_s": 1.5, "max_error_rate": 0.01},
     "headroom": 0.8,
     "redundancy": 1,
     "target": {"qps": None, "scenario": None, "route": "/recognize"},
-    "request": {"max_body_bytes": 10 * 1024 * 1024, "streaming": False},
+    # the reference server's --max-body-mb default: nginx must not refuse what the server accepts
+    "request": {"max_body_bytes": 100 * 2**20, "streaming": False},
 }
 
 
@@ -106,7 +109,7 @@ def plan_document(
     return {
         "schema": SCHEMA,
         "created": created,
-        "target": {"qps": float(req.target_qps), "scenario": scenario, "route": route or "/recognize"},
+        "target": {"qps": float(req.target_qps), "scenario": scenario, "route": route or DEFAULTS["target"]["route"]},
         "slo": {"percentile": plan.slo_percentile, "latency_s": plan.slo_latency_s,
                 "max_error_rate": req.max_error_rate},
         "headroom": req.headroom,
@@ -116,7 +119,8 @@ def plan_document(
         "fleet": fleet,
         "expected": expected,
         "latency_s": {k: _r(v) for k, v in plan.latency_s.items()},
-        "request": request or dict(DEFAULTS["request"]),
+        # only what was measured: absent keys mean DEFAULTS, and readers say so
+        "request": dict(request or {}),
         "degraded": {
             "nodes_lost": deg["nodes_lost"],
             "capacity_rps": _r(deg["capacity_rps"]),
@@ -140,16 +144,21 @@ def write_plan(path: Path, doc: dict) -> Path:
 
 
 def read_plan(path: Path) -> dict:
-    """Load a plan, checking the schema and the keys ``plan validate`` needs."""
+    """Load a plan, checking that it is a YAML mapping of schema ``asrtk.plan/v1``; every reader
+    (``plan validate``, ``generate``) goes through here. Absent keys mean :data:`DEFAULTS`."""
     path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"plan file {path} not found: write one with `asrtk plan --target-qps N --out DIR`")
     try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"plan {path} not found: write one with `asrtk plan --target-qps N --out DIR`") from None
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"plan {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"plan {path} is not valid YAML{where}; fix the file or re-run `asrtk plan`") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"plan {path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
     if not isinstance(doc, dict):
-        raise ConfigError(f"plan {path} must be a mapping (schema {SCHEMA})")
+        raise ConfigError(f"plan {path}: expected a mapping (schema {SCHEMA}) at the top level")
     if doc.get("schema", SCHEMA) != SCHEMA:
         raise ConfigError(f"plan {path}: schema is {doc.get('schema')!r}, expected {SCHEMA!r}")
     return doc

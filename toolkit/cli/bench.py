@@ -27,8 +27,8 @@ def bench(
     target: Annotated[Optional[str], typer.Option(help="Base URL of the service under test (a path, if any, replaces the scenario's). Default: start the embedded reference server.")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Open loop: Poisson arrivals at this many requests/s for the whole run.")] = None,
     users: Annotated[Optional[int], typer.Option(help="Closed loop: this many concurrent users (streams).")] = None,
-    duration: Annotated[Optional[float], typer.Option(help="Measured seconds (after the warm-up).")] = None,
-    warmup: Annotated[Optional[float], typer.Option(help="Warm-up seconds, excluded from every figure.")] = None,
+    duration: Annotated[Optional[str], typer.Option(help="Measured time after the warm-up: 120, 120s, 2m, 500ms.")] = None,
+    warmup: Annotated[Optional[str], typer.Option(help="Warm-up, excluded from every figure: 10, 10s, 0.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of arrivals, request choice and the generated corpus.")] = None,
     out: Annotated[Path, typer.Option(help="Results directory; each run gets <out>/<run-id>/.")] = Path("results"),
     audio_dir: Annotated[Optional[Path], typer.Option(help="Send these real audio files instead of the generated corpus.")] = None,
@@ -59,6 +59,7 @@ def bench(
       asrtk bench -s meeting --users 16 --processes 2 --header 'Authorization: Bearer $TOKEN'
     """
     from toolkit.scenario import load_scenario, with_overrides
+    from toolkit.units import parse_duration
 
     if processes < 1:
         raise UsageError(f"--processes must be >= 1, got {processes}")
@@ -66,10 +67,13 @@ def bench(
         raise UsageError(f"--server-workers must be >= 1, got {server_workers}")
     headers = parse_headers(header or [])
     sc = load_scenario(scenario)
-    sc = with_overrides(sc, rate=rate, users=users, duration_s=duration, warmup_s=warmup, seed=seed,
-                        audio_dir=audio_dir)
+    sc = with_overrides(
+        sc, rate=rate, users=users, seed=seed, audio_dir=audio_dir,
+        duration_s=parse_duration(duration, "--duration") if duration is not None else None,
+        warmup_s=parse_duration(warmup, "--warmup", allow_zero=True) if warmup is not None else None,
+    )
 
-    from toolkit.bench import BenchConfig, run_bench
+    from toolkit.runs.bench import BenchConfig, run_bench
 
     cfg = BenchConfig(
         scenario=sc, target=target, server_args=["--model", model, "--workers", str(server_workers)],

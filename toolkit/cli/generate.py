@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolkit.cli._common import handle_errors
-from toolkit.errors import ConfigError, UsageError
+from toolkit.errors import UsageError
 
 
 class Kind(str, Enum):
@@ -52,6 +52,9 @@ def generate(
     scrape_interval_s: Annotated[Optional[int], typer.Option("--scrape-interval-s", help="Default 15.")] = None,
     runbook_url: Annotated[Optional[str], typer.Option(
         "--runbook-url", help="Base URL; alerts get runbook_url = URL#alertname.")] = None,
+    max_body: Annotated[Optional[str], typer.Option(
+        "--max-body", help="Largest request body nginx accepts, e.g. 20MiB (default: the plan's "
+             "request.max_body_bytes, else the reference server's 100 MiB).")] = None,
 ) -> None:
     """Write ops artifacts that match a capacity plan.
 
@@ -70,8 +73,12 @@ def generate(
         _write_defaults(generators)
         return
 
+    from toolkit.capacity.planfile import read_plan
+    from toolkit.units import parse_ratio, parse_size, parse_slo
+
+    body_bytes = parse_size(max_body, "--max-body") if max_body is not None else None
     if plan is not None:
-        spec = specmod.from_plan(_read_plan(plan), name=str(plan))
+        spec = specmod.from_plan(read_plan(plan), name=str(plan))
         if upstream or backup:
             ups = tuple(specmod.parse_upstream(u) for u in upstream or ()) + tuple(
                 specmod.parse_upstream(b, backup=True) for b in backup or ())
@@ -80,9 +87,11 @@ def generate(
         if target_qps is not None:
             changes["target_qps"] = target_qps
         if slo:
-            changes["slo_percentile"], changes["slo_latency_s"] = specmod.parse_slo(slo)
+            changes["slo_percentile"], changes["slo_latency_s"] = parse_slo(slo)
         if max_error_rate:
-            changes["max_error_rate"] = specmod.parse_rate(max_error_rate)
+            changes["max_error_rate"] = parse_ratio(max_error_rate, "--max-error-rate")
+        if body_bytes is not None:
+            changes["max_body_bytes"] = body_bytes
         if capacity_rps is not None:
             changes["planned_capacity_rps"] = capacity_rps
         if changes:
@@ -90,7 +99,7 @@ def generate(
     elif upstream:
         spec = specmod.from_flags(
             upstream, backup or (), target_qps=target_qps, slo=slo, max_error_rate=max_error_rate,
-            capacity_rps=capacity_rps,
+            capacity_rps=capacity_rps, max_body_bytes=body_bytes,
         )
     else:
         raise UsageError("give --plan plan.yaml (from asrtk plan) or --upstream HOST:PORT --target-qps N")
@@ -127,24 +136,6 @@ def generate(
     defaulted = sorted(k for k, v in spec.sources.items() if v.startswith("default") or "headroom" in v)
     if defaulted:
         typer.echo("note: defaults used for " + ", ".join(f"{k} ({spec.sources[k]})" for k in defaulted), err=True)
-
-
-def _read_plan(path: Path) -> dict:
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError(f"plan file {path} not found; create one with asrtk plan --target-qps N --out DIR")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}; fix the file or re-run asrtk plan") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping (asrtk.plan/v1) at the top level")
-    return doc
 
 
 def _write(out: Path, files: dict[str, str]) -> list[Path]:

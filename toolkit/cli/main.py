@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolkit import __version__
-from toolkit.cli._common import state
+from toolkit.cli._common import reflow_help, state
 
 COMMAND_MODULES = [
     "toolkit.cli.serve",
@@ -63,6 +63,7 @@ def _root(
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+reflow_help(app)
 
 
 def main() -> None:

@@ -58,9 +58,9 @@ def plan(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from toolkit.capacity.plan_io import gather, plan_and_write
+    from toolkit.runs.plan import gather, plan_and_write
     from toolkit.capacity.planner import PlanRequest
-    from toolkit.capacity.units import parse_ratio, parse_slo
+    from toolkit.units import parse_ratio, parse_slo
 
     if target_qps is None:
         raise UsageError("--target-qps is required, e.g. asrtk plan --target-qps 300")
@@ -150,8 +150,8 @@ def validate(
 
       asrtk plan validate plan.yaml --target http://gpu-a-1:8000
     """
-    from toolkit.capacity.plan_io import run_validation
-    from toolkit.capacity.units import parse_duration, parse_ratio
+    from toolkit.runs.validate import run_validation
+    from toolkit.units import parse_duration, parse_ratio
     from toolkit.errors import ThresholdBreached
 
     v = run_validation(

@@ -1,55 +1,15 @@
-"""``asrtk serve``: run the reference inference server (ASR, emotion, TTS over HTTP/WebSocket)."""
+"""``asrtk serve``: run the reference inference server (ASR, emotion, TTS over HTTP/WebSocket).
+
+The command itself lives with the server (:mod:`reference_server.cli`); the CLI layer only
+registers it, so the dependency points one way.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
 import typer
 
+from reference_server.cli import serve
 from toolkit.cli._common import handle_errors
-
-
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one (printed in the log).")] = 8000,
-    model: Annotated[str, typer.Option(help="Model preset (tiny, small, ...) or a path to a custom ASR .onnx file.")] = "tiny",
-    device: Annotated[str, typer.Option(help="auto (CUDA only if NVML sees a GPU and the CUDA provider loads), cpu or cuda.")] = "auto",
-    workers: Annotated[int, typer.Option(help="Worker processes, each with its own ONNX Runtime sessions.")] = 1,
-    max_batch: Annotated[int, typer.Option(help="A batch closes at this many items ...")] = 8,
-    max_wait_ms: Annotated[float, typer.Option(help="... or when its oldest item has waited this long.")] = 10.0,
-    max_queue: Annotated[int, typer.Option(help="Items queued per model before requests get 503 + Retry-After.")] = 64,
-    max_audio_s: Annotated[float, typer.Option(help="Longest accepted audio, seconds (longer: 413 audio_too_long).")] = 1200.0,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB (larger: 413 body_too_large).")] = 100.0,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Directory whose files /api/predict/ may name by path; without it paths are refused.")] = None,
-    api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' on the APIs (/health, /ready, /metrics stay open).", envvar="ASRTK_API_KEY")] = None,
-    request_timeout_s: Annotated[float, typer.Option(help="Deadline per request; past it: 504 deadline_exceeded.")] = 300.0,
-    drain_timeout_s: Annotated[float, typer.Option(help="On SIGTERM, wait at most this long for in-flight requests.")] = 30.0,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads per session (default: ORT's choice, one per core). On a small CPU box with a light model, 1 leaves a core for HTTP.")] = None,
-    log_level: Annotated[str, typer.Option(help="critical, error, warning, info or debug.")] = "info",
-) -> None:
-    """Run the reference inference server.
-
-    Examples:
-
-      asrtk serve                                  # tiny preset on http://127.0.0.1:8000
-
-      asrtk serve --model small --workers 2 --max-batch 16 --port 9000
-
-      asrtk serve --api-key s3cret --data-dir /srv/audio
-    """
-    from reference_server.config import ServerConfig
-    from reference_server.run import serve as run_serve
-
-    cfg = ServerConfig(
-        host=host, port=port, model=model, device=device, workers=workers, max_batch=max_batch,
-        max_wait_ms=max_wait_ms, max_queue=max_queue, max_audio_s=max_audio_s, max_body_mb=max_body_mb,
-        data_dir=str(data_dir) if data_dir is not None else None, api_key=api_key,
-        request_timeout_s=request_timeout_s, drain_timeout_s=drain_timeout_s, threads=threads, log_level=log_level,
-    )
-    code = run_serve(cfg)
-    if code:
-        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -55,7 +55,7 @@ def sweep(
       asrtk sweep -s emotion --workers 1,2,4          # embedded server, one sweep per worker count
     """
     from toolkit.capacity.sweep import SweepPolicy
-    from toolkit.capacity.units import parse_duration, parse_int_list, parse_ratio, parse_slo
+    from toolkit.units import parse_duration, parse_fractions, parse_int_list, parse_ratio, parse_slo
     from toolkit.errors import ThresholdBreached
     from toolkit.scenario import load_scenario
 
@@ -77,7 +77,7 @@ def sweep(
             growth=growth, tolerance=tolerance, step_duration_s=step_s,
             max_step_duration_s=parse_duration(max_step_duration, "--max-step-duration") if max_step_duration
             else None,
-            max_steps=max_steps, max_load=max_load, fill=_fractions(fill),
+            max_steps=max_steps, max_load=max_load, fill=parse_fractions(fill, "--fill"),
         )
     except ValueError as exc:
         raise UsageError(f"sweep: {exc}") from None
@@ -86,14 +86,10 @@ def sweep(
 
         sc = replace(sc, slo=replace(sc.slo, percentile=pct, latency_s=lat, max_error_rate=err))
 
-    # gevent monkey-patching before any thread starts (the progress bar has one); flags are checked
-    # first so that a usage error never patches the process
-    import locust  # noqa: F401
-
-    from toolkit.capacity.runner import SweepConfig, run_sweep
+    from toolkit.runs.sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(scenario=sc, policy=policy, target=target, workers=worker_counts, preset=model,
-                      out_dir=out, warmup_s=parse_duration(warmup, "--warmup") if warmup not in ("0", "0s") else 0.0,
+                      out_dir=out, warmup_s=parse_duration(warmup, "--warmup", allow_zero=True),
                       processes=processes)
     report = _run_with_progress(cfg, run_sweep, quiet)
     _print_summary(report.capacity, report)
@@ -102,6 +98,9 @@ def sweep(
 
 
 def _run_with_progress(cfg, run_sweep, quiet: bool):  # type: ignore[no-untyped-def]
+    # gevent monkey-patching before any thread starts (the progress bar has one); the flags were
+    # checked before, so that a usage error never patches the process
+    import locust  # noqa: F401
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -170,16 +169,3 @@ def say(msg: str) -> None:
 
 def _f(v: float | None, unit: str = "") -> str:
     return "–" if v is None else f"{v:.3g}{unit}"
-
-
-def _fractions(text: str) -> tuple[float, ...]:
-    """``--fill 0.4,0.7`` -> (0.4, 0.7); an empty string measures no fill steps."""
-    out = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            out.append(float(part))
-        except ValueError:
-            raise UsageError(f"--fill takes fractions of the best load such as 0.5,0.7; got {part!r}") from None
-    return tuple(out)

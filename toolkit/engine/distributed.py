@@ -153,7 +153,7 @@ def worker_main(master_host: str, master_port: int) -> int:
     import psutil
     from locust.env import Environment
 
-    from toolkit.bench import prepare_request_sets
+    from toolkit.engine.requests import prepare_request_sets
     from toolkit.engine.driver import Driver, DriverPlan
     from toolkit.recorder import Recorder
 

@@ -160,3 +160,22 @@ def build_requests(protocol: Any, clips: Sequence[Any], texts: Sequence[tuple[st
                               _MIME.get(c.format, "application/octet-stream"), dict(protocol.form))
         add(body, ct, c.duration_s)
     return out
+
+
+def prepare_request_sets(scenario: Any, headers: Mapping[str, str]) -> tuple[list[RequestSet], list[float]]:
+    """Prepared requests per leaf scenario (one set for a plain scenario, one per mix entry)
+    and the mix weights. Builds (or reuses from the cache) the scenario's audio corpus and texts."""
+    from toolkit.corpus import build_corpus, build_texts
+    from toolkit.errors import UsageError
+
+    sets, weights = [], []
+    entries = [(e.weight, e.scenario) for e in scenario.mix] if scenario.mix else [(1.0, scenario)]
+    for weight, leaf in entries:
+        clips = build_corpus(leaf.audio, leaf.seed) if leaf.protocol.uses_audio else []
+        texts = build_texts(leaf.text, leaf.seed, 64) if leaf.protocol.uses_text and leaf.text else []
+        rs = build_requests(leaf.protocol, clips, texts, dict(headers), leaf.name)
+        if not rs.requests:
+            raise UsageError(f"scenario {leaf.name!r}: nothing to send (no audio clips or texts)")
+        sets.append(rs)
+        weights.append(float(weight))
+    return sets, weights

@@ -8,7 +8,8 @@ checked-in artifacts under ``alerts/`` and ``dashboards/grafana/`` are generated
 Every number a generator writes can be traced: ``spec.source(field)`` says where it came
 from (a plan key, a flag, or "default: ..."), and generated files quote it in comments.
 
-Defaults for keys a hand-written plan may leave out:
+Defaults for keys a hand-written plan may leave out (the values come from the one table,
+:data:`toolkit.capacity.planfile.DEFAULTS`):
 
 ================================  ====================================================
 key                               default
@@ -29,21 +30,22 @@ key                               default
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reference_server.metrics_spec import LATENCY_BUCKETS_S
+from toolkit.capacity.planfile import DEFAULTS as PLAN_DEFAULTS
+from toolkit.capacity.planfile import SCHEMA as PLAN_SCHEMA
 from toolkit.errors import ConfigError, UsageError
+from toolkit.units import parse_hostport, parse_ratio, parse_slo
 
-PLAN_SCHEMA = "asrtk.plan/v1"
-DEFAULT_ROUTE = "/recognize"
-DEFAULT_PERCENTILE = 0.95
-DEFAULT_LATENCY_S = 1.5
-DEFAULT_MAX_ERROR_RATE = 0.01
-DEFAULT_HEADROOM = 0.8
-DEFAULT_MAX_BODY_BYTES = 100 * 2**20  # reference server --max-body-mb default
+DEFAULT_ROUTE: str = PLAN_DEFAULTS["target"]["route"]
+DEFAULT_PERCENTILE: float = PLAN_DEFAULTS["slo"]["percentile"]
+DEFAULT_LATENCY_S: float = PLAN_DEFAULTS["slo"]["latency_s"]
+DEFAULT_MAX_ERROR_RATE: float = PLAN_DEFAULTS["slo"]["max_error_rate"]
+DEFAULT_HEADROOM: float = PLAN_DEFAULTS["headroom"]
+DEFAULT_MAX_BODY_BYTES: int = PLAN_DEFAULTS["request"]["max_body_bytes"]
 DEFAULT_TARGET_QPS = 100.0  # only for default_spec(): the checked-in artifacts
 GPU_EXPORTER_PORT = 9400  # dcgm-exporter's port, which `asrtk gpu-exporter` uses too
 
@@ -113,7 +115,8 @@ class OpsSpec:
         if not 0.0 < self.slo_percentile < 1.0:
             raise ConfigError(f"{where}: slo percentile must be in (0, 1), e.g. 0.95, got {self.slo_percentile}")
         if not 0.0 < self.max_error_rate < 1.0:
-            raise ConfigError(f"{where}: slo max_error_rate must be in (0, 1), e.g. 0.01, got {self.max_error_rate}")
+            raise ConfigError(f"{where}: slo max_error_rate must be in (0, 1), e.g. 0.01, got {self.max_error_rate}: "
+                              "the availability alerts burn an error budget, and 0 leaves none (use e.g. 0.1%)")
         _positive(where, "slo latency_s", self.slo_latency_s)
         if self.slo_latency_s > LATENCY_BUCKETS_S[-1]:
             raise ConfigError(
@@ -178,52 +181,12 @@ def snap_to_bucket(latency_s: float) -> float:
     )
 
 
-# -- parsing helpers (flags) ---------------------------------------------------------------
-
-_SLO_RE = re.compile(r"^\s*p(\d+(?:\.\d+)?)\s*=\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$", re.IGNORECASE)
-_ADDR_RE = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})(?::(\d+))?$")
-
-
-def parse_slo(text: str) -> tuple[float, float]:
-    """``"p95=1.5s"`` -> ``(0.95, 1.5)``; ``"p99=800ms"`` -> ``(0.99, 0.8)``."""
-    m = _SLO_RE.match(text)
-    if not m:
-        raise UsageError(f"--slo {text!r} is not understood; write it like p95=1.5s or p99=800ms")
-    pct = float(m.group(1)) / 100.0
-    value = float(m.group(2))
-    unit = (m.group(3) or "s").lower()
-    seconds = value / 1000.0 if unit == "ms" else value * 60.0 if unit == "m" else value
-    if not 0.0 < pct < 1.0 or seconds <= 0:
-        raise UsageError(f"--slo {text!r}: percentile must be between p1 and p99.9 and latency > 0")
-    return pct, seconds
-
-
-def parse_rate(text: str, flag: str = "--max-error-rate") -> float:
-    """``"1%"`` -> 0.01, ``"0.01"`` -> 0.01."""
-    t = text.strip()
-    try:
-        value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
-    except ValueError:
-        raise UsageError(f"{flag} {text!r} is not a number; write 1% or 0.01") from None
-    if not 0.0 < value < 1.0:
-        raise UsageError(f"{flag} {text!r} must be between 0 and 100%, e.g. 1%")
-    return value
-
+# -- flags ------------------------------------------------------------------------------
 
 def parse_upstream(text: str, backup: bool = False) -> Upstream:
-    """``HOST:PORT[:WEIGHT]`` (``[::1]:8000:2`` for IPv6)."""
-    m = _ADDR_RE.match(text.strip())
-    flag = "--backup" if backup else "--upstream"
-    if not m:
-        raise UsageError(f"{flag} {text!r} is not HOST:PORT[:WEIGHT], e.g. gpu-1:8000:55")
-    port = int(m.group(2))
-    if not 0 < port < 65536:
-        raise UsageError(f"{flag} {text!r}: port must be 1-65535")
-    weight = int(m.group(3)) if m.group(3) else 1
-    if weight < 1:
-        raise UsageError(f"{flag} {text!r}: weight must be >= 1")
-    address = f"{m.group(1)}:{port}"
-    return Upstream(address=address, weight=weight, backup=backup, name=address)
+    """``HOST:PORT[:WEIGHT]`` (``[::1]:8000:2`` for IPv6), parsed by :func:`toolkit.units.parse_hostport`."""
+    hp = parse_hostport(text, "--backup" if backup else "--upstream")
+    return Upstream(address=hp.address, weight=hp.weight or 1, backup=backup, name=hp.address)
 
 
 # -- builders ------------------------------------------------------------------------------
@@ -238,8 +201,8 @@ def default_spec() -> OpsSpec:
         sources={
             "target_qps": f"default {DEFAULT_TARGET_QPS:g} r/s (no plan: regenerate with --plan plan.yaml)",
             "planned_capacity_rps": f"default: target / headroom {DEFAULT_HEADROOM:g}",
-            "slo_latency_s": "default p95 <= 1.5 s",
-            "max_error_rate": "default 1%",
+            "slo_latency_s": f"default p{DEFAULT_PERCENTILE * 100:g} <= {DEFAULT_LATENCY_S:g} s",
+            "max_error_rate": f"default {DEFAULT_MAX_ERROR_RATE * 100:g}%",
         },
     )
 
@@ -270,7 +233,7 @@ def from_flags(
         kwargs.update(slo_percentile=pct, slo_latency_s=lat)
         sources["slo_latency_s"] = f"--slo {slo}"
     if max_error_rate:
-        kwargs["max_error_rate"] = parse_rate(max_error_rate)
+        kwargs["max_error_rate"] = parse_ratio(max_error_rate, "--max-error-rate")
         sources["max_error_rate"] = f"--max-error-rate {max_error_rate}"
     if capacity_rps is not None:
         cap = capacity_rps
@@ -326,7 +289,7 @@ def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
         kwargs["max_error_rate"] = err
         sources["max_error_rate"] = f"{name} slo.max_error_rate = {err:g}"
     else:
-        sources["max_error_rate"] = "default 1% (slo.max_error_rate absent)"
+        sources["max_error_rate"] = f"default {DEFAULT_MAX_ERROR_RATE * 100:g}% (slo.max_error_rate absent)"
 
     for key in ("p50", "p95", "p99", "max"):
         v = _num(latency, key, name, f"latency_s.{key}")
@@ -341,7 +304,8 @@ def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
         kwargs["max_body_bytes"] = body
         sources["max_body_bytes"] = f"{name} request.max_body_bytes = {body} (largest upload of the scenario)"
     else:
-        sources["max_body_bytes"] = "default 100 MiB (reference server --max-body-mb; request.max_body_bytes absent)"
+        sources["max_body_bytes"] = (f"default {DEFAULT_MAX_BODY_BYTES / 2**20:g} MiB (the reference server's "
+                                     "--max-body-mb; request.max_body_bytes absent)")
     streaming = request.get("streaming", False)
     if not isinstance(streaming, bool):
         raise ConfigError(f"{name}: request.streaming must be true or false, got {streaming!r}")
@@ -363,8 +327,10 @@ def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
         if not isinstance(entry, Mapping) or not entry.get("address"):
             raise ConfigError(f"{name}: fleet[{i}].address is missing; write it as host:port")
         address = str(entry["address"])
-        if not _ADDR_RE.match(address) or _ADDR_RE.match(address).group(3):  # type: ignore[union-attr]
-            raise ConfigError(f"{name}: fleet[{i}].address {address!r} is not host:port")
+        try:
+            parse_hostport(address, f"{name}: fleet[{i}].address", weight=False)
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
         weight = entry.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
             raise ConfigError(f"{name}: fleet[{i}].weight must be an integer >= 1, got {weight!r}")

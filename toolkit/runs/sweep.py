@@ -1,7 +1,8 @@
 """``asrtk sweep`` as a library: drive the peak search with real bench runs and write the results.
 
-I/O layer: starts the embedded reference server (once, or once per worker count), runs one
-:func:`toolkit.bench.run_bench` per step, writes ``results/sweep-<id>/`` with
+The orchestrator of a sweep: starts the embedded reference server (once, or once per worker
+count), runs one :func:`toolkit.runs.bench.run_bench` per step as the peak search
+(:class:`toolkit.capacity.sweep.SweepSearch`, pure) asks, and writes ``results/sweep-<id>/`` with
 ``capacity.json``, ``report.html``, ``report.md`` and the step run directories under ``runs/``.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 from toolkit.capacity import capacityfile, render
 from toolkit.capacity.sweep import Judgement, StepPlan, SweepPolicy, SweepSearch
+from toolkit.units import public_url
 
 
 @dataclass
@@ -101,7 +103,7 @@ def _search(
     workers: int | None,
     on_event: Callable[[SweepEvent], None],
 ) -> tuple[SweepSearch, list[tuple[dict, Path]]]:
-    from toolkit.bench import BenchConfig, run_bench
+    from toolkit.runs.bench import BenchConfig, run_bench
     from toolkit.scenario import with_overrides
 
     search = SweepSearch(cfg.policy)
@@ -191,8 +193,6 @@ def run_sweep(cfg: SweepConfig, on_event: Callable[[SweepEvent], None] | None = 
 
     if cfg.target is not None:
         search, runs = _search(cfg, cfg.target, sweep_dir / "runs", None, emit)
-        from toolkit.bench import public_url
-
         target = {"url": public_url(cfg.target), "embedded": False, "server": None}
         doc = _document(cfg, search, runs, sweep_dir, sweep_id, target, created, time.monotonic() - t0)
         cap, h, m = _write(doc, sweep_dir)

@@ -1,0 +1,135 @@
+"""``asrtk plan`` as a library: gather capacity data (sweeps, CSV tables), plan, and write
+``plan.yaml`` / ``plan.md`` / ``plan.html``. The planning itself is pure
+(:func:`toolkit.capacity.planner.make_plan`); this module reads and writes the files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from toolkit.capacity import capacityfile, planfile, render
+from toolkit.capacity.measurements import NodeType, node_type_from_capacity, node_types_from_csv
+from toolkit.capacity.planner import Plan, PlanRequest, make_plan
+from toolkit.errors import ConfigError, NoDataError
+from toolkit.units import parse_node
+
+HOW_TO_MEASURE = (
+    "no capacity data: run `asrtk sweep --scenario NAME` first (or pass --capacity FILE, "
+    "--node NAME=FILE[:cost] or --measurements FILE.csv)"
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    nodes: list[NodeType]
+    sources: list[str]
+    used_latest: Path | None
+
+
+def _node_from_file(path: Path, name: str | None, cost: float | None) -> NodeType:
+    doc = capacityfile.read_capacity(path)
+    cap_path = path / "capacity.json" if path.is_dir() else path
+    per_workers = None
+    if doc.get("workers"):
+        per_workers = {}
+        for row in doc["workers"]:
+            sub = cap_path.parent / row["capacity_file"]
+            if sub.exists():
+                per_workers[int(row["workers"])] = capacityfile.read_capacity(sub)
+    default_name = (doc.get("scenario") or {}).get("name", "node")
+    server = (doc.get("target") or {}).get("server") or {}
+    if name is None:
+        name = f"{server.get('preset', 'node')}" if server else cap_path.parent.name
+        name = name or default_name
+    return node_type_from_capacity(doc, name, str(cap_path), cost, per_workers or None)
+
+
+def gather(
+    capacity: list[Path],
+    nodes: list[str],
+    measurements: list[Path],
+    results_dir: Path,
+) -> Inputs:
+    found: list[NodeType] = []
+    sources: list[str] = []
+    used_latest = None
+    for spec in nodes:
+        name, path, cost = parse_node(spec)
+        found.append(_node_from_file(Path(path), name, cost))
+        sources.append(path)
+    for i, path in enumerate(capacity):
+        node = _node_from_file(Path(path), None, None)
+        if any(n.name == node.name for n in found):
+            node = replace(node, name=f"{node.name}-{i + 1}")
+        found.append(node)
+        sources.append(str(path))
+    for path in measurements:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"measurements file {path} cannot be read ({exc.strerror}); check the path") from None
+        found.extend(node_types_from_csv(text, str(path), default_name=Path(path).stem))
+        sources.append(str(path))
+    if not found:
+        latest = capacityfile.find_latest_sweep(results_dir)
+        if latest is None:
+            raise NoDataError(HOW_TO_MEASURE)
+        found.append(_node_from_file(latest, None, None))
+        sources.append(str(latest))
+        used_latest = latest
+    names = [n.name for n in found]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"node type name(s) {', '.join(sorted(dup))} given twice; name them with --node NAME=FILE")
+    return Inputs(found, sources, used_latest)
+
+
+def assumptions(plan: Plan, inputs: Inputs) -> list[str]:
+    out = []
+    for a in plan.assessments:
+        nt = a.node_type
+        what = f"scenario {nt.scenario}" if nt.scenario else "the workload of the measurements"
+        out.append(f"{nt.name}: capacity measured with {what} ({nt.source}); basis: {a.capacity.note}")
+        if nt.service_time is not None:
+            out.append(f"{nt.name}: service time {nt.service_time.mean_s:.3g}s mean, cs^2 "
+                       f"{nt.service_time.cv2:.2f} ({nt.service_time.source})")
+    out.append(
+        "latency model: Erlang C (M/M/c) with the Allen-Cunneen correction (ca^2 + cs^2)/2, Poisson arrivals "
+        "(ca^2 = 1), c = measured peak throughput x mean service time; a model, not a measurement"
+    )
+    out.append(
+        "nginx sends requests to `backup` servers only when every primary is unavailable: the redundancy check "
+        "assumes a lost node is replaced by a backup; see degraded.one_primary_down for the survivors' load"
+    )
+    out.append("fleet host names are placeholders: edit the addresses before generating configs")
+    if inputs.used_latest is not None:
+        out.append(f"capacity data: latest sweep {inputs.used_latest} (no --capacity/--node/--measurements given)")
+    return out
+
+
+@dataclass
+class PlanOutput:
+    plan: Plan
+    doc: dict
+    yaml_path: Path
+    md_path: Path
+    html_path: Path
+
+
+def plan_and_write(req: PlanRequest, inputs: Inputs, out_dir: Path) -> PlanOutput:
+    plan = make_plan(inputs.nodes, req)
+    main = next(a for a in plan.assessments if a.node_type.name == plan.recommended.composition[0][0])
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    doc = planfile.plan_document(
+        plan, created=created, scenario=main.node_type.scenario, route=main.node_type.route,
+        request=main.node_type.request, assumptions=assumptions(plan, inputs),
+    )
+    out_dir = Path(out_dir)
+    y = planfile.write_plan(out_dir / "plan.yaml", doc)
+    md = out_dir / "plan.md"
+    md.write_text(render.plan_markdown(doc))
+    h = out_dir / "plan.html"
+    h.write_text(render.plan_html(doc))
+    return PlanOutput(plan, doc, y, md, h)
