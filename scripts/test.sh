@@ -14,11 +14,19 @@ command -v sox >/dev/null 2>&1 || missing+=(sox)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # The packages would start their own nginx and prometheus services; the tests start (and stop,
+  # by PID) their own instances. Debian's policy-rc.d hook (exit 101) keeps the packages from
+  # starting anything, so nothing has to be stopped afterwards: no process is ever killed by name.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod 755 "$policy" && added_policy=1
+    trap '[ -n "$added_policy" ] && $SUDO rm -f "$policy"' EXIT
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # the Debian packages start services we do not want: the tests start their own instances
-  $SUDO systemctl stop nginx prometheus 2>/dev/null || true
-  $SUDO pkill -x prometheus 2>/dev/null || true
+  if [ -n "$added_policy" ]; then $SUDO rm -f "$policy"; added_policy=""; fi
+  trap - EXIT
 fi
 
 PY=${PYTHON:-python3}
