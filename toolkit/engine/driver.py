@@ -1,10 +1,18 @@
 """The gevent load driver: open-loop arrivals, closed-loop users, streaming sessions.
 
-Import this module only after Locust (``import locust`` monkey-patches the process).
 Every request's latency is measured from its *intended* start (open loop), so a stalled
 target cannot hide behind a waiting client (no coordinated omission). Arrivals are never
 dropped: when ``max_inflight`` requests are pending the scheduler waits for a slot and
 the lag (late start) is recorded.
+
+Two seams: the driver sends through a :class:`~toolkit.engine.transport.Transport`
+(default :class:`~toolkit.engine.transport.HttpTarget`, Locust's FastHttpSession) and
+waits only through a :class:`~toolkit.engine.clock.Clock` (default real time), so a test
+runs a whole schedule instantly with a ``MockTransport`` and a ``VirtualClock``.
+Importing this module does not import Locust (gevent, yes: importing it patches nothing);
+building the default ``HttpTarget`` or :func:`new_environment` does, so a real run
+imports ``locust`` first thing, before anything else opens a socket or starts a thread.
+Streaming sessions talk WebSocket directly, not through the transport.
 """
 
 from __future__ import annotations
@@ -12,22 +20,26 @@ from __future__ import annotations
 import gc
 import json
 import random
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
 import gevent.pool
-from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
-from locust.contrib.fasthttp import FastHttpSession
-from locust.env import Environment
 
 from toolkit.engine import schedule
-from toolkit.engine.requests import PreparedRequest, RequestSet, wav_duration_s
+from toolkit.engine.clock import Clock, RealClock
+from toolkit.engine.requests import PreparedRequest, RequestSet
+from toolkit.engine.transport import (NULL_REQUEST_EVENT, HttpTarget, SendResult, Transport,
+                                      classify_exception)
 from toolkit.recorder import Outcome, Recorder
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+__all__ = ["Driver", "DriverPlan", "HttpTarget", "SendResult", "classify_exception", "new_environment"]
 
 
 @dataclass
@@ -53,68 +65,6 @@ class DriverPlan:
         return self.warmup_s + self.duration_s
 
 
-@dataclass
-class SendResult:
-    ok: bool
-    error_class: str | None
-    status: int
-    bytes_sent: int
-    bytes_received: int
-    output_audio_s: float | None = None
-
-
-def classify_exception(exc: BaseException | None) -> str:
-    """Error class of a failed request that got no HTTP status."""
-    if exc is None:
-        return "other"
-    if isinstance(exc, (gevent.Timeout, socket.timeout, TimeoutError)):
-        return "timeout"
-    if isinstance(exc, (ConnectionError, HTTPConnectionClosed, socket.gaierror, OSError)):
-        return "connection"
-    if isinstance(exc, HTTPParseError):
-        return "protocol"
-    return "other"
-
-
-class HttpTarget:
-    """The one HTTP seam: sends a prepared request through Locust's FastHttpSession
-    (geventhttpclient), which also fires Locust's ``request`` event."""
-
-    def __init__(self, env: Environment, base_url: str, concurrency: int, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.session = FastHttpSession(
-            base_url=base_url.rstrip("/"),
-            request_event=env.events.request,
-            user=None,
-            concurrency=concurrency,
-            network_timeout=timeout_s,
-            connection_timeout=min(10.0, timeout_s),
-            max_retries=0,
-            insecure=True,
-        )
-
-    def send(self, req: PreparedRequest) -> SendResult:
-        sent = len(req.body or b"")
-        try:
-            with gevent.Timeout(self.timeout_s):
-                resp = self.session.request(req.method, req.path, name=req.name, data=req.body,
-                                            headers=dict(req.headers))
-        except gevent.Timeout:
-            return SendResult(False, "timeout", 0, sent, 0)
-        status = int(getattr(resp, "status_code", 0) or 0)
-        try:
-            content = resp.content or b""
-        except Exception:  # noqa: BLE001 - a body that cannot be read is a connection error
-            content = b""
-        received = len(content)
-        if status == 0:
-            return SendResult(False, classify_exception(getattr(resp, "error", None)), 0, sent, received)
-        if status != req.expect_status:
-            return SendResult(False, f"http_{status}", status, sent, received)
-        out_s = wav_duration_s(content) if req.output_audio else None
-        return SendResult(True, None, status, sent, received, out_s)
-
-
 def _ws_url(base_url: str, path: str) -> str:
     if base_url.startswith("https://"):
         return "wss://" + base_url[len("https://"):].rstrip("/") + path
@@ -122,24 +72,39 @@ def _ws_url(base_url: str, path: str) -> str:
 
 
 class Driver:
-    """Runs one :class:`DriverPlan` in this process and feeds a :class:`Recorder`."""
+    """Runs one :class:`DriverPlan` in this process and feeds a :class:`Recorder`.
 
-    def __init__(self, plan: DriverPlan, env: Environment, recorder: Recorder,
-                 on_intervals: Callable[[list[dict]], None] | None = None) -> None:
+    ``env`` is the Locust environment whose ``request`` event sees every request (None: no
+    event). ``transport`` defaults to :class:`HttpTarget`, ``clock`` to :class:`RealClock`;
+    :meth:`run`'s ``t0`` is on that clock. The driver closes its transport at the end of the run.
+    """
+
+    def __init__(self, plan: DriverPlan, env: Environment | None, recorder: Recorder,
+                 on_intervals: Callable[[list[dict]], None] | None = None, *,
+                 transport: Transport | None = None, clock: Clock | None = None) -> None:
         self.plan = plan
         self.env = env
         self.rec = recorder
         self.on_intervals = on_intervals
         self.max_inflight = int(plan.load.max_inflight)
         self._inflight = 0
-        users = max((int(st.users or 0) for st in plan.load.stages), default=0)
-        self.target = HttpTarget(env, plan.base_url, max(self.max_inflight, users), plan.timeout_s)
+        self._clock: Clock = clock if clock is not None else RealClock()
+        self._now = self._clock.now
+        self._request_event = env.events.request if env is not None else NULL_REQUEST_EVENT
+        if transport is None:
+            users = max((int(st.users or 0) for st in plan.load.stages), default=0)
+            transport = HttpTarget(env, plan.base_url, max(self.max_inflight, users), plan.timeout_s)
+        self.target: Transport = transport
+        # arrivals and request picks draw from separate streams, so the schedule depends on
+        # the seed alone (not on how many requests a set holds)
         self.rng = random.Random(plan.seed * 1000 + plan.part)
+        self._pick_rng = random.Random(f"asrtk-pick/{plan.seed}/{plan.part}")
         self.pool = gevent.pool.Pool(self.max_inflight if plan.load.mode == "open" else None)
         self.stopping = gevent.event.Event()
         self.t0 = 0.0
         self.interrupted = False
         self._stop_at: float | None = None
+        self._main: gevent.Greenlet | None = None
         self.unfinished = 0
         self.unsent = 0
         self._cum_weights: list[float] = []
@@ -150,19 +115,15 @@ class Driver:
 
     # -- clock ------------------------------------------------------------------------
     def clock(self) -> float:
-        return time.perf_counter() - self.t0
+        """Seconds since the run's ``t0``."""
+        return self._now() - self.t0
 
     def _sleep(self, dt: float) -> None:
-        self.stopping.wait(max(0.0, dt))
+        self._clock.wait(self.stopping, max(0.0, dt))
 
     def _pace_sleep(self, dt: float) -> None:
-        """Sleep until an arrival is due, to ~0.1 ms. The event loop's timers have 1 ms
-        resolution (epoll), so sleep to within 1 ms, then yield to other greenlets until due."""
-        due = self.clock() + dt
-        if dt > 0.001:
-            self.stopping.wait(dt - 0.001)
-        while self.clock() < due and not self.stopping.is_set():
-            gevent.sleep(0)
+        """Sleep until an arrival is due, as precisely as the clock can (real: ~0.1 ms)."""
+        self._clock.pace(dt, self.stopping)
 
     @property
     def inflight(self) -> int:
@@ -173,10 +134,10 @@ class Driver:
         sets = self.plan.request_sets
         i = 0
         if len(sets) > 1:
-            x = self.rng.random() * self._cum_weights[-1]
+            x = self._pick_rng.random() * self._cum_weights[-1]
             while i < len(sets) - 1 and x >= self._cum_weights[i]:
                 i += 1
-        return self.rng.choice(sets[i].requests)
+        return self._pick_rng.choice(sets[i].requests)
 
     # -- one request ----------------------------------------------------------------------
     def _one(self, req: PreparedRequest, intended: float, closed: bool) -> None:
@@ -221,6 +182,7 @@ class Driver:
         ws = None
         t_begin = time.time()
         try:
+            # a real-time bound: the session's network I/O is real whatever the clock
             with gevent.Timeout(self.plan.timeout_s + (req.audio_s or 0.0)):
                 ws = websocket.create_connection(url, timeout=self.plan.timeout_s, header=headers,
                                                  enable_multithread=True)
@@ -263,7 +225,7 @@ class Driver:
                     due = start + (k + 1) * chunk_s if req.realtime else self.clock()
                     now = self.clock()
                     if due > now:
-                        gevent.sleep(due - now)
+                        self._clock.sleep(due - now)
                     if errors:
                         break
                     ws.send_binary(pcm[k * req.chunk_bytes:(k + 1) * req.chunk_bytes])
@@ -273,7 +235,7 @@ class Driver:
                 if not errors:
                     ws.send(json.dumps({"type": "end"}))
                 done.wait()
-                g.join(timeout=1.0)
+                self._clock.wait(g, 1.0)
         except gevent.Timeout:
             errors.append("timeout")
             end_due = intended_sends[-1] if intended_sends else intended
@@ -300,7 +262,7 @@ class Driver:
         # the load generator's own lateness: audio due while the target was still accepting the
         # connection is sent at once, and that wait is the target's (it shows in partial latency)
         lags = [max(0.0, a - max(i, connected)) for a, i in zip(actual_sends, intended_sends)]
-        self.env.events.request.fire(
+        self._request_event.fire(
             request_type="WS", name=req.name, response_time=(time.time() - t_begin) * 1000.0,
             response_length=bytes_rx, exception=None if ok else RuntimeError(errors[0]),
             context={}, url=url, start_time=t_begin, response=None)
@@ -328,12 +290,9 @@ class Driver:
                 self.rec.record(Outcome(intended_s=intended, sent_s=now, done_s=now, latency_s=now - intended,
                                         ok=False, error_class="loadgen_unsent"))
                 continue
-            req = self._pick()
-            while self.pool.full() and not self.stopping.is_set():
-                self.pool.wait_available(timeout=0.1)
-            if self.stopping.is_set():
-                return
-            self.pool.spawn(self._one, req, intended, False)
+            # Blocks while max_inflight requests are pending; the wait shows as this arrival's
+            # lag. stop() kills this greenlet, which ends such a wait.
+            self.pool.spawn(self._one, self._pick(), intended, False)
 
     def _user(self, slot: int, active: list[bool]) -> None:
         think = float(self.plan.load.think_time_s)
@@ -348,27 +307,28 @@ class Driver:
 
     def _closed_loop(self) -> None:
         active: list[bool] = []
-        users: list[gevent.Greenlet] = []
-        while not self.stopping.is_set():
-            now = self.clock()
-            if now >= self.plan.horizon_s:
-                break
-            want = schedule.split_users(schedule.users_at(self.plan.load, now), self.plan.parts, self.plan.part)
-            running = sum(active)
-            if want > running:
-                for _ in range(want - running):
-                    active.append(True)
-                    users.append(self.pool.spawn(self._user, len(active) - 1, active))
-            elif want < running:
-                for i in reversed(range(len(active))):
-                    if running <= want:
-                        break
-                    if active[i]:
-                        active[i] = False
-                        running -= 1
-            self._sleep(0.05)
-        for i in range(len(active)):
-            active[i] = False
+        try:
+            while not self.stopping.is_set():
+                now = self.clock()
+                if now >= self.plan.horizon_s:
+                    break
+                want = schedule.split_users(schedule.users_at(self.plan.load, now), self.plan.parts, self.plan.part)
+                running = sum(active)
+                if want > running:
+                    for _ in range(want - running):
+                        active.append(True)
+                        self.pool.spawn(self._user, len(active) - 1, active)
+                elif want < running:
+                    for i in reversed(range(len(active))):
+                        if running <= want:
+                            break
+                        if active[i]:
+                            active[i] = False
+                            running -= 1
+                self._sleep(0.05)
+        finally:
+            for i in range(len(active)):
+                active[i] = False
 
     def _ticker(self) -> None:
         while True:
@@ -376,45 +336,60 @@ class Driver:
             closed = self.rec.advance(self.clock())
             if closed and self.on_intervals:
                 self.on_intervals(closed)
-            gevent.sleep(0.2)
+            self._clock.sleep(0.2)
+
+    def _drain(self) -> None:
+        """Wait for in-flight requests (``drain_s`` at most, 2 s after :meth:`stop`), then
+        kill the rest: they are recorded as ``unfinished``."""
+        now = self._now
+        deadline = now() + self.plan.drain_s
+        joiner = gevent.spawn(self.pool.join)
+        try:
+            while not joiner.ready():
+                if self._stop_at is not None:
+                    deadline = min(deadline, self._stop_at + 2.0)
+                left = deadline - now()
+                if left <= 0:
+                    break
+                self._clock.wait(joiner, min(0.1, left))
+            self.pool.kill(block=False)
+            self._clock.wait(joiner, 1.0)
+        finally:
+            joiner.kill()
 
     def stop(self) -> None:
         """Stop offering load now (Ctrl-C): in-flight requests get at most 2 s."""
         self.interrupted = True
         if self._stop_at is None:
-            self._stop_at = time.perf_counter()
+            self._stop_at = self._now()
         self.stopping.set()
+        main = self._main
+        if main is not None and main is not gevent.getcurrent():
+            main.kill(block=False)  # it may be waiting for a free slot
 
     def run(self, t0: float | None = None) -> None:
-        """Offer the load from ``t0`` (a ``perf_counter`` value; now by default) to the
-        end of the schedule, drain in-flight requests, close every interval."""
+        """Offer the load from ``t0`` (a value of the driver's clock, ``perf_counter`` by
+        default; now when None) to the end of the schedule, drain in-flight requests, close
+        every interval."""
         # Prepared bodies and Locust's machinery are long-lived: move them out of the
         # collector's reach so a full collection cannot stall the schedule for milliseconds.
         gc.collect()
         gc.freeze()
-        self.t0 = time.perf_counter() if t0 is None else t0
-        wait = self.t0 - time.perf_counter()
+        self.t0 = self._now() if t0 is None else t0
+        wait = self.t0 - self._now()
         if wait > 0:
-            gevent.sleep(wait)
+            self._clock.wait(self.stopping, wait)
         ticker = gevent.spawn(self._ticker)
         try:
             loop = self._open_loop if self.plan.load.mode == "open" else self._closed_loop
-            main = gevent.spawn(loop)
+            self._main = main = gevent.spawn(loop)
             main.join()
             if main.exception is not None:
                 raise main.exception
-            deadline = time.perf_counter() + self.plan.drain_s
-            while len(self.pool) and time.perf_counter() < deadline:
-                if self._stop_at is not None:
-                    deadline = min(deadline, self._stop_at + 2.0)
-                self.pool.join(timeout=max(0.0, min(0.1, deadline - time.perf_counter())))
-            self.pool.kill(block=True, timeout=1.0)
+            self._drain()
         finally:
             gc.unfreeze()
-            try:
-                self.target.session.client.close()  # sweeps run many benches in one process
-            except Exception:  # noqa: BLE001 - closing idle keep-alive connections is best effort
-                pass
+            self.target.close()
             ticker.kill()
             self.rec.inflight = 0
             closed = self.rec.flush()
@@ -423,6 +398,8 @@ class Driver:
 
 
 def new_environment() -> Environment:
-    """A Locust environment for firing ``request`` events (stats stay usable, unreported)."""
-    return Environment(events=None)
+    """A Locust environment for firing ``request`` events (stats stay usable, unreported).
+    Imports Locust (which monkey-patches the process)."""
+    from locust.env import Environment
 
+    return Environment(events=None)
