@@ -33,6 +33,41 @@ slo: {{latency_s: {latency_s}}}
     return p
 
 
+def _metrics(url: str) -> str:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def _until(cond, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _settled(url: str, timeout_s: float = 30) -> str:
+    """The /metrics text once two reads 100 ms apart agree (in-flight requests done)."""
+    deadline = time.monotonic() + timeout_s
+    prev = _metrics(url)
+    while True:
+        time.sleep(0.1)
+        cur = _metrics(url)
+        if cur == prev:
+            return cur
+        assert time.monotonic() < deadline, "the server kept receiving requests after the bench exited"
+        prev = cur
+
+
+def _unchanged_for(url: str, text: str, window_s: float) -> str:
+    """Watch /metrics for `window_s` (an observation window, not synchronisation); the last read."""
+    end = time.monotonic() + window_s
+    cur = text
+    while time.monotonic() < end and cur == text:
+        time.sleep(0.05)
+        cur = _metrics(url)
+    return cur
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,17 +121,14 @@ def test_ctrl_c_stops_the_load_and_writes_partial_results(tmp_path: Path) -> Non
         for line in bench.stdout:
             if "measure]" in line:
                 break
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-            before = resp.read().decode()
-        time.sleep(0.5)
+        before = _metrics(url)
+        _until(lambda: _metrics(url) != before, 30, "the load never reached the server")
         bench.send_signal(signal.SIGINT)
         stdout, stderr = bench.communicate(timeout=60)
-        time.sleep(0.5)
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-            settled = resp.read().decode()
-        time.sleep(1.0)
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-            after = resp.read().decode()
+        # requests the bench had in flight may still finish: wait until the count stops moving,
+        # then watch it for a second -- an orphaned load-generator process would keep it moving
+        settled = _settled(url)
+        after = _unchanged_for(url, settled, 1.0)
     finally:
         if bench.poll() is None:
             bench.kill()

@@ -38,11 +38,6 @@ LONG_S = 70.0  # three segments of 23.333 s at the engine's 30 s maximum
 LONG_BOUNDS = [(0.0, 23.333), (23.333, 46.667), (46.667, 70.0)]
 
 
-@pytest.fixture(autouse=True)
-def _single_process_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-
-
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     data = tmp_path / "data"
@@ -55,11 +50,6 @@ def data_dir(tmp_path: Path) -> Path:
 def server(data_dir: Path) -> Iterator[InProcessServer]:
     with serve(ServerConfig(data_dir=str(data_dir), max_wait_ms=0)) as srv:
         yield srv
-
-
-@pytest.fixture
-def client(server: InProcessServer) -> TestClient:
-    return server.client
 
 
 def test_health_and_ready_name_the_engine(client: TestClient) -> None:

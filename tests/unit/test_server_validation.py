@@ -30,11 +30,6 @@ HTTP_ROUTES = ("/recognize", "/api/predict/", "/api/v1/analyze", "/api/synthesiz
 REJECTED = "asrtk_rejected_requests_total"
 
 
-@pytest.fixture(autouse=True)
-def _single_process_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-
-
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     data = tmp_path / "data"
@@ -54,11 +49,6 @@ def cfg(data_dir: Path) -> ServerConfig:
 def server(cfg: ServerConfig) -> Iterator[InProcessServer]:
     with serve(cfg) as srv:
         yield srv
-
-
-@pytest.fixture
-def client(server: InProcessServer) -> TestClient:
-    return server.client
 
 
 def upload(data: bytes, field: str = "file") -> dict[str, Any]:

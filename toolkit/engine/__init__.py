@@ -1,5 +1,8 @@
 """The load engine of ``asrtk bench``: schedules, request builders, the gevent driver.
 
-Importing this package does not import Locust; ``driver`` and ``distributed`` do, so
-only code that generates load pulls in gevent's monkey-patching.
+Importing this package, ``driver``, ``clock`` or ``transport`` does not import Locust: the
+driver runs on an injected :class:`~toolkit.engine.transport.Transport` and
+:class:`~toolkit.engine.clock.Clock`, and only the real HTTP transport (Locust's
+FastHttpSession) and ``distributed`` (Locust's master/worker runners) pull in Locust and
+gevent's monkey-patching, which the orchestrator (``toolkit.runs.bench``) does first thing.
 """

@@ -1,0 +1,167 @@
+"""Bench orchestration (``toolkit.runs.bench``) on its seams: a MockTransport, a VirtualClock, fake
+probes and host telemetry. A whole run completes in virtual time; the run directory it writes is
+the real one (summary, CSVs, HDR log, reports), built by the real recorder and results store.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from toolkit.engine.clock import VirtualClock
+from toolkit.errors import TargetError
+from toolkit.runs.bench import BenchConfig, BenchSeams, run_bench
+from toolkit.samplers import GpuSampler, HostSampler, PrometheusScraper, Telemetry
+from toolkit.scenario import load_scenario
+from toolkit.thresholds import Thresholds
+
+URL = "http://mock.invalid:8000"
+CREATED = datetime(2026, 12, 2, 12, 0, 0, tzinfo=timezone.utc)
+
+
+class _Host:
+    """A quiet 2-core host: 30% busy, the load generator at 20% of a core, no steal."""
+
+    def __init__(self, steal_cores: float = 0.0) -> None:
+        self.steal = steal_cores
+
+    def cpu_percent_per_core(self) -> list[float]:
+        return [30.0, 30.0]
+
+    def memory_used_bytes(self) -> int:
+        return 2 * 2**30
+
+    def loadgen_cpu_percent(self) -> list[float]:
+        return [20.0]
+
+    def target_cpu_percent(self) -> float | None:
+        return None
+
+    def cpu_split_cores(self) -> tuple[float, float] | None:
+        return (0.2, self.steal)
+
+
+def _scenario(tmp_path: Path, rate: float = 10, duration: float = 20, warmup: float = 2, slo_s: float = 0.5):
+    p = tmp_path / "probe.yaml"
+    p.write_text(f"""name: probe
+protocol: {{kind: http, method: POST, path: /work, body: none}}
+load: {{mode: open, rate: {rate}}}
+duration_s: {duration}
+warmup_s: {warmup}
+seed: 3
+slo: {{latency_s: {slo_s}}}
+""")
+    return load_scenario(str(p))
+
+
+def _bench(tmp_path: Path, handler, scenario=None, host: _Host | None = None, scrape: str | None = None,
+           preflight=None):
+    clock = VirtualClock(start=500.0)
+    calls: dict[str, list] = {"preflight": [], "telemetry": []}
+
+    def telemetry(base_url, server, urls):
+        calls["telemetry"].append((base_url, server, urls))
+        return Telemetry(HostSampler(host or _Host()), GpuSampler(read=lambda: []),
+                         [PrometheusScraper(u, lambda _u: scrape) for u in urls])
+
+    def pre(base_url, headers):
+        calls["preflight"].append(base_url)
+        return 200 if preflight is None else preflight(base_url)
+
+    from toolkit.engine.transport import MockTransport
+
+    seams = BenchSeams(
+        transport=lambda plan: MockTransport(lambda req: handler(req, clock)),
+        clock=clock, preflight=pre, has_metrics=lambda b, h: scrape is not None,
+        telemetry=telemetry, now=lambda: CREATED)
+    cfg = BenchConfig(scenario=scenario or _scenario(tmp_path), target=URL, out_dir=tmp_path / "results",
+                      live=False, quiet=False, thresholds=Thresholds())
+    return run_bench(cfg, seams), calls, clock
+
+
+def _ok_after(service_s: float):
+    def handler(req, clock):
+        clock.sleep(service_s)
+        return 200
+    return handler
+
+
+def test_a_whole_run_in_virtual_time_writes_the_real_run_directory(tmp_path: Path) -> None:
+    outcome, calls, clock = _bench(tmp_path, _ok_after(0.1))
+    s = outcome.summary
+    assert calls["preflight"] == [URL] and calls["telemetry"][0][2] == []  # no /metrics: nothing scraped
+    assert outcome.run_dir == tmp_path / "results" / "20261202-120000-probe"
+    assert json.loads((outcome.run_dir / "summary.json").read_text()) == s
+    for name in ("timeseries.csv", "telemetry.csv", "latency.hlog", "report.html", "report.md"):
+        assert (outcome.run_dir / name).exists(), name
+    assert s["complete"] is True and s["duration_s"] == 20
+    # Poisson arrivals at 10/s for 20 s after the warm-up: the count is the schedule's, not a guess
+    assert 150 <= s["requests"]["ok"] <= 250 and s["requests"]["errors"] == 0
+    # every request took exactly 0.1 s of (virtual) service time: latency is that, to the HDR's precision
+    assert s["latency_s"]["p50"] == pytest.approx(0.1, rel=0.01)
+    assert s["latency_s"]["max"] == pytest.approx(0.1, rel=0.01)
+    assert s["slo"]["passed"] is True
+    # the sampler loop ran once a virtual second beside the load: 22 s of horizon, ~22 rows
+    rows = (outcome.run_dir / "telemetry.csv").read_text().splitlines()
+    assert 20 <= len(rows) - 1 <= 24
+    assert s["host"]["disturbed"] is False and s["loadgen"]["valid"] is True
+    assert clock.now() >= 500.0 + 22.0  # virtual time ran the horizon; the test took milliseconds
+
+
+def test_slow_service_fails_the_slo_and_errors_are_classified(tmp_path: Path) -> None:
+    def handler(req, clock):
+        clock.sleep(0.8)
+        return 503 if int(clock.now() * 10) % 4 == 0 else 200
+
+    s = _bench(tmp_path, handler)[0].summary
+    assert s["complete"] is True
+    assert s["requests"]["errors"] > 0 and s["requests"]["ok"] > 0
+    assert set(s["requests"]["by_class"]) == {"http_503"}, s["requests"]["by_class"]
+    assert s["slo"]["passed"] is False
+    failed = [c["name"] for c in s["slo"]["checks"] if not c["passed"]]
+    assert failed and all(c["measured"] is not None for c in s["slo"]["checks"])
+
+
+def test_every_request_failing_is_recorded_as_such(tmp_path: Path) -> None:
+    def refused(req, clock):
+        clock.sleep(0.001)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    s = _bench(tmp_path, refused)[0].summary
+    assert s["requests"]["ok"] == 0 and s["requests"]["errors"] > 0
+    assert s["requests"]["by_class"] == {"connection": s["requests"]["errors"]}
+    assert s["slo"]["passed"] is False
+
+
+def test_host_interference_marks_the_run_disturbed(tmp_path: Path) -> None:
+    s = _bench(tmp_path, _ok_after(0.05), host=_Host(steal_cores=0.5))[0].summary
+    assert s["host"]["disturbed"] is True
+    assert s["host"]["steal_cpu_cores_mean"] == pytest.approx(0.5)
+    assert any("busy with other work" in w and "steal by the hypervisor 0.50" in w for w in s["loadgen"]["warnings"])
+
+
+def test_target_metrics_are_scraped_in_the_window(tmp_path: Path) -> None:
+    exposition = ('asrtk_model_info{model="asr",preset="tiny",provider="CPUExecutionProvider"} 1\n'
+                  'asrtk_ready 1\n')
+    outcome, calls, _ = _bench(tmp_path, _ok_after(0.05), scrape=exposition)
+    assert calls["telemetry"][0][2] == [URL + "/metrics"]
+    assert (outcome.run_dir / "server_metrics.csv").exists()
+
+
+def test_an_unreachable_target_fails_before_any_load_and_writes_nothing(tmp_path: Path) -> None:
+    def down(_base_url):
+        raise TargetError(f"cannot reach {URL}")
+
+    handled: list = []
+
+    def handler(req, clock):
+        handled.append(req)
+        return 200
+
+    with pytest.raises(TargetError):
+        _bench(tmp_path, handler, preflight=down)
+    assert handled == []
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
