@@ -99,7 +99,7 @@ slo: {{latency_s: 1.0}}
 def asrtk(url: str, scen: Path, out: Path, processes: int = 1) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     r = subprocess.run([sys.executable, "-m", "toolkit", "bench", "-s", str(scen), "--target", url, "--out",
-                        str(out), "--quiet", "--processes", str(processes)], capture_output=True, text=True,
+                        str(out), "--quiet", "--no-fail-on-slo", "--processes", str(processes)], capture_output=True, text=True,
                        timeout=600, cwd=ROOT)
     if r.returncode != 0:
         raise SystemExit(f"asrtk bench failed: {r.stderr[-2000:]}")

@@ -2,7 +2,8 @@
 
 Every error the CLI can show derives from :class:`AsrtkError`; its ``exit_code`` is
 what the process exits with (0 ok, 1 runtime failure, 2 bad usage or config,
-3 an SLO / gate / threshold breached). Library errors are translated at the
+3 an SLO / gate / threshold breached, 4 inconclusive: noise, a disturbed host or unlike
+conditions make a verdict impossible). Library errors are translated at the
 boundary with ``raise SomeAsrtkError(...) from exc``.
 """
 
@@ -47,3 +48,9 @@ class ThresholdBreached(AsrtkError):
     """An SLO, gate or threshold failed; CI keys on this exit code."""
 
     exit_code = 3
+
+
+class Inconclusive(AsrtkError):
+    """No verdict is possible: noise, a disturbed host or unlike conditions; CI can tell it apart."""
+
+    exit_code = 4

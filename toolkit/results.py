@@ -479,3 +479,82 @@ def write_run_files(
     write_csv(run_dir / FILES["timeseries"], TIMESERIES_COLUMNS, timeseries)
     write_csv(run_dir / FILES["telemetry"], telemetry_columns(gpu_count), telemetry)
     write_csv(run_dir / FILES["server_metrics"], SERVER_METRICS_COLUMNS, server_metrics)
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+_ERROR_MEANING = {
+    "timeout": "no response within the per-request timeout",
+    "connection": "the connection was refused, reset or closed",
+    "protocol": "the response was not valid HTTP",
+    "other": "the request failed before a response (see the target's logs)",
+}
+
+
+def describe_error_class(cls: str) -> str:
+    """What an error class means, in a few words (``http_501`` -> ``HTTP 501 Not Implemented``)."""
+    if cls.startswith("http_") and cls[5:].isdigit():
+        from http import HTTPStatus
+
+        code = int(cls[5:])
+        try:
+            return f"the target answered HTTP {code} {HTTPStatus(code).phrase}"
+        except ValueError:
+            return f"the target answered HTTP {code}"
+    return _ERROR_MEANING.get(cls, cls)
+
+
+def failure_line(summary: Mapping[str, Any]) -> str | None:
+    """One line when no request of the run succeeded (the run itself failed), else None.
+
+    It names the most common error class, how many requests it took and what it means, e.g.
+    ``no request succeeded: 12 of 12 failed, most often timeout (12): no response within ...``.
+    """
+    req = summary.get("requests") or {}
+    total, ok = int(req.get("total") or 0), int(req.get("ok") or 0)
+    if ok > 0:
+        return None
+    target = (summary.get("target") or {}).get("url") or "the target"
+    if total == 0:
+        return f"no request completed in the measured window against {target}: nothing to measure"
+    by_class = req.get("by_class") or {}
+    cls, n = max(by_class.items(), key=lambda kv: (kv[1], kv[0])) if by_class else ("other", total)
+    return (f"no request succeeded against {target}: {total} of {total} failed, most often {cls} ({n}): "
+            f"{describe_error_class(cls)}")
+
+
+# exit codes every command shares (README "Exit codes"); 4 = no verdict possible
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_BREACHED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def bench_verdict(summary: Mapping[str, Any], fail_on_slo: bool = True) -> tuple[int, str | None]:
+    """The exit code of one bench run and the line that explains it (None for a plain pass).
+
+    130 interrupted (partial results written); 1 no request succeeded; 3 the SLO failed on a
+    quiet host with a valid load generator; 4 the SLO failed but the host was disturbed or the
+    load generator invalid (both only ever inflate latency, so a pass still holds and a failure
+    may be theirs); 0 otherwise (or when ``fail_on_slo`` is off).
+    """
+    if not summary.get("complete", True):
+        return EXIT_INTERRUPTED, "interrupted: partial results written, marked incomplete"
+    line = failure_line(summary)
+    if line is not None:
+        return EXIT_RUN_FAILED, line
+    slo = summary.get("slo") or {}
+    if slo.get("passed", True) or not fail_on_slo:
+        return EXIT_OK, None
+    failed = ", ".join(f"{c['name']} {_fmt_measured(c.get('measured'))} > {c['threshold']:g}"
+                       for c in slo.get("checks", []) if not c.get("passed"))
+    doubts = []
+    if (summary.get("host") or {}).get("disturbed"):
+        doubts.append("the host was disturbed by other work")
+    if not (summary.get("loadgen") or {}).get("valid", True):
+        doubts.append("the load generator was the bottleneck (invalid)")
+    if doubts:
+        return EXIT_INCONCLUSIVE, (f"inconclusive: the SLO failed ({failed}) but {' and '.join(doubts)}; "
+                                   "rerun on a quiet host (see the warnings above)")
+    return EXIT_BREACHED, f"SLO failed: {failed}"
+
+
+def _fmt_measured(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}"

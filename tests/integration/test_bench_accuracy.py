@@ -39,7 +39,7 @@ def test_percentiles_match_a_known_service_time_distribution(tmp_path: Path) -> 
     proc, url = ls.start("--delays-ms", ",".join(f"{d:.3f}" for d in delays_ms))
     try:
         out = tmp_path / "res"
-        r = ls.run_bench(["-s", str(_scenario(tmp_path, 25, 8, 0)), "--target", url, "--out", str(out)])
+        r = ls.run_bench(["-s", str(_scenario(tmp_path, 25, 8, 0)), "--target", url, "--out", str(out), "--no-fail-on-slo"])
         assert r.returncode == 0, r.stdout + r.stderr
         with urllib.request.urlopen(url + "/truth", timeout=5) as resp:
             truth = json.load(resp)  # service times the server really slept, seconds
@@ -63,7 +63,7 @@ def test_open_loop_sees_periodic_freezes(tmp_path: Path) -> None:
     proc, url = ls.start("--freeze-every", str(period), "--freeze-s", str(freeze), "--service-ms", str(s_ms))
     try:
         out = tmp_path / "res"
-        r = ls.run_bench(["-s", str(_scenario(tmp_path, 40, 20, 2)), "--target", url, "--out", str(out)])
+        r = ls.run_bench(["-s", str(_scenario(tmp_path, 40, 20, 2)), "--target", url, "--out", str(out), "--no-fail-on-slo"])
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         ls.stop(proc)

@@ -33,7 +33,7 @@ def test_builtin_scenario_runs_and_writes_a_valid_summary(name: str, reference_s
     duration = "6" if name == "meeting" else "4"
     out = tmp_path / "res"
     r = ls.run_bench(["-s", scenario, "--target", reference_server_url, "--duration", duration,
-                      "--warmup", "1", "--out", str(out)], timeout_s=240)
+                      "--warmup", "1", "--out", str(out), "--no-fail-on-slo"], timeout_s=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     run = ls.run_dir(out)
     s = json.loads((run / "summary.json").read_text())

@@ -24,7 +24,7 @@ HOG = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end:\n
 
 def _bench(url: str, out: Path) -> dict:
     r = ls.run_bench(["-s", "emotion", "--target", url, "--rate", "15", "--duration", "8", "--warmup", "2",
-                      "--out", str(out)], timeout_s=120)
+                      "--out", str(out), "--no-fail-on-slo"], timeout_s=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return json.loads((ls.run_dir(out) / "summary.json").read_text())
 

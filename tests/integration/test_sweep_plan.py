@@ -70,8 +70,8 @@ def _sweep_plan_validate(tmp_path: Path) -> tuple[float, dict, Path, dict]:
     val = asrtk("plan", "validate", str(tmp_path / "plan" / "plan.yaml"), "--json", "--attempts", "3",
                 "--out", str(results), timeout_s=400)
     v = json.loads(val.stdout.strip().splitlines()[-1])
-    # the exit code is the verdict: 0 only for pass (judged below), 3 for a miss or for inconclusive
-    assert val.returncode == (0 if v["verdict"] == "pass" else 3), (val.returncode, v["verdict"], val.stderr)
+    # the exit code is the verdict: 0 only for pass (judged below), 3 for a miss, 4 inconclusive
+    assert val.returncode == {"pass": 0, "fail": 3, "inconclusive": 4}[v["verdict"]], (val.returncode, v, val.stderr)
     assert v["cpu_s_per_request_measured"] and v["cpu_s_per_request_planned"]
     print(f"\nsweep wall time {wall_s:.0f}s, {len(steps)} steps "
           f"({sum(s['final'] == 'disturbed' for s in steps)} re-measured as disturbed), max_rps_at_slo "

@@ -45,6 +45,7 @@ class _Host:
 
 
 def _scenario(tmp_path: Path, rate: float = 10, duration: float = 20, warmup: float = 2, slo_s: float = 0.5):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     p = tmp_path / "probe.yaml"
     p.write_text(f"""name: probe
 protocol: {{kind: http, method: POST, path: /work, body: none}}
@@ -165,3 +166,43 @@ def test_an_unreachable_target_fails_before_any_load_and_writes_nothing(tmp_path
         _bench(tmp_path, handler, preflight=down)
     assert handled == []
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+# -- the run's verdict (exit code) from what it wrote ------------------------------------------
+
+def test_the_verdict_of_a_run_is_its_exit_code(tmp_path: Path) -> None:
+    from toolkit.results import bench_verdict
+
+    ok = _bench(tmp_path / "ok", _ok_after(0.1))[0].summary
+    assert bench_verdict(ok) == (0, None)
+
+    slow = _bench(tmp_path / "slow", _ok_after(0.8))[0].summary
+    code, line = bench_verdict(slow)
+    assert code == 3 and line.startswith("SLO failed: latency_p95_s 0.8")
+    assert bench_verdict(slow, fail_on_slo=False) == (0, None)
+
+    # a failure on a disturbed host may be the disturbance's: inconclusive, not a regression
+    busy = _bench(tmp_path / "busy", _ok_after(0.8), host=_Host(steal_cores=0.5))[0].summary
+    code, line = bench_verdict(busy)
+    assert code == 4 and line.startswith("inconclusive: the SLO failed") and "disturbed" in line
+    # ... while a pass on a disturbed host stands: disturbance only ever adds latency
+    assert bench_verdict(_bench(tmp_path / "busy-ok", _ok_after(0.05), host=_Host(steal_cores=0.5))[0].summary) \
+        == (0, None)
+
+
+def test_no_request_succeeding_is_a_failed_run_named_by_its_commonest_error(tmp_path: Path) -> None:
+    from toolkit.results import bench_verdict
+
+    def mostly_timeouts(req, clock):
+        clock.sleep(0.01)
+        if int(clock.now() * 100) % 3:
+            raise TimeoutError("timed out")
+        return 501
+
+    s = _bench(tmp_path, mostly_timeouts)[0].summary
+    code, line = bench_verdict(s)
+    assert code == 1
+    n = s["requests"]["by_class"]["timeout"]
+    assert line == (f"no request succeeded against {URL}: {s['requests']['total']} of {s['requests']['total']} "
+                    f"failed, most often timeout ({n}): no response within the per-request timeout")
+    assert set(s["requests"]["by_class"]) == {"timeout", "http_501"}

@@ -18,6 +18,7 @@ import gevent
 import gevent.event
 import pytest
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
+from geventhttpclient.useragent import RetriesExceeded
 
 from toolkit.engine import schedule
 from toolkit.engine.clock import VirtualClock
@@ -92,6 +93,10 @@ def _lat(rec: Recorder) -> dict:
     (HTTPParseError("bad status line"), "protocol"),
     (ValueError("?"), "other"),
     (None, "other"),
+    # what FastHttpSession really puts in response.error with max_retries=0: the socket's
+    # exception wrapped (a read timeout was counted as "other" before)
+    (RetriesExceeded("http://x/work", 0, original=socket.timeout("timed out")), "timeout"),
+    (RetriesExceeded("http://x/work", 0, original=ConnectionRefusedError(111, "refused")), "connection"),
 ])
 def test_classify_exception(exc: BaseException | None, cls: str) -> None:
     assert classify_exception(exc) == cls

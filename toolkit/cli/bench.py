@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolkit.cli._common import console, handle_errors
-from toolkit.errors import ThresholdBreached, UsageError
+from toolkit.errors import UsageError
 
 
 def parse_headers(values: list[str]) -> dict[str, str]:
@@ -42,13 +42,17 @@ def bench(
     server_workers: Annotated[int, typer.Option(help="Embedded server: worker processes.")] = 1,
     label: Annotated[Optional[str], typer.Option(help="Free-form label stored in summary.json.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines (CI logs) instead of the live view.")] = False,
-    fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo", help="Exit 3 when the SLO failed.")] = False,
+    fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo/--no-fail-on-slo", help="Exit 3 when the SLO failed (the default); --no-fail-on-slo exits 0 anyway.")] = True,
 ) -> None:
     """Load-test a speech service and write results/<run-id>/ (summary.json, report.html, ...).
 
     Latency is measured from each request's intended start (open loop) with exact HDR
-    histograms; the warm-up is excluded. Exit codes: 0 completed, 1 runtime failure,
-    2 bad usage or scenario, 3 SLO failed (with --fail-on-slo), 130 interrupted.
+    histograms; the warm-up is excluded.
+
+    Exit codes: 0 the run completed and met its SLO; 1 the run failed (target unreachable, or
+    no request succeeded: one line names the most common error); 2 bad usage or scenario;
+    3 the SLO failed; 4 inconclusive: the SLO failed while the host was disturbed or the load
+    generator was the bottleneck; 130 interrupted (partial results written, marked incomplete).
 
     Examples:
 
@@ -83,10 +87,20 @@ def bench(
     )
     outcome = run_bench(cfg)
     render_summary(outcome.summary, outcome.run_dir)
-    if not outcome.summary["complete"]:
-        raise typer.Exit(130)
-    if fail_on_slo and not outcome.summary["slo"]["passed"]:
-        raise ThresholdBreached(f"SLO failed for scenario {sc.name!r}; see {outcome.run_dir / 'report.html'}")
+    finish(outcome.summary, outcome.run_dir, fail_on_slo)
+
+
+def finish(summary: dict, run_dir: Path, fail_on_slo: bool = True) -> None:
+    """Exit with the run's verdict (toolkit.results.bench_verdict), its reason on stderr."""
+    import sys
+
+    from toolkit.results import bench_verdict
+
+    code, line = bench_verdict(summary, fail_on_slo)
+    if line is not None:
+        print(f"{'error' if code == 1 else 'verdict'}: {line}; see {run_dir / 'report.html'}", file=sys.stderr)
+    if code:
+        raise typer.Exit(code)
 
 
 def _fmt_s(v: float | None) -> str:

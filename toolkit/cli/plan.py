@@ -143,7 +143,7 @@ def validate(
 
     Exit 0 when the plan holds; 3 when the SLO fails there, the node does not carry the
     planned load, or the latency is more than --tolerance above the prediction (verdict
-    "fail"), or when it is that far off but the run was not like for like (verdict
+    "fail"); 4 when it is that far off but the run was not like for like (verdict
     "inconclusive": rerun on a quiet machine, or sweep this machine).
 
     Example:
@@ -152,7 +152,7 @@ def validate(
     """
     from toolkit.runs.validate import run_validation
     from toolkit.units import parse_duration, parse_ratio
-    from toolkit.errors import ThresholdBreached
+    from toolkit.errors import Inconclusive, ThresholdBreached
 
     v = run_validation(
         plan_file, target, preset=model, duration_s=parse_duration(duration, "--duration") if duration else None,
@@ -163,8 +163,10 @@ def validate(
         import json
 
         typer.echo(json.dumps(v.as_dict()))
+        if v.verdict == "inconclusive":
+            raise typer.Exit(Inconclusive.exit_code)
         if not v.passed:
-            raise typer.Exit(3)
+            raise typer.Exit(ThresholdBreached.exit_code)
         return
     pct = f"p{v.percentile * 100:g}"
     dev = f" ({v.deviation:+.0%})" if v.deviation is not None else ""
@@ -183,7 +185,7 @@ def validate(
         say(f"[yellow]not like for like[/yellow]: {c}")
     say(f"run: {v.run_dir}" + (f" (attempt {v.attempts})" if v.attempts > 1 else ""))
     if v.verdict == "inconclusive":
-        raise ThresholdBreached(f"plan validation inconclusive: {pct} is {v.deviation:+.0%} off the prediction, "
+        raise Inconclusive(f"plan validation inconclusive: {pct} is {v.deviation:+.0%} off the prediction, "
                                 "but the run was not like for like (see above); rerun on a quiet machine")
     if not v.passed:
         raise ThresholdBreached("plan validation failed: " + "; ".join(v.reasons))

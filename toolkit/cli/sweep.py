@@ -35,6 +35,7 @@ def sweep(
     processes: Annotated[int, typer.Option(help="Load-generator processes per step.")] = 1,
     out: Annotated[Path, typer.Option(help="Results directory; the sweep goes to <out>/sweep-<id>/.")] = Path("results"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines instead of a progress bar.")] = False,
+    fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo/--no-fail-on-slo", help="Exit 3 when the SLO failed at every load tried (the default).")] = True,
 ) -> None:
     """Find the highest throughput that meets the SLO: raise the load until the SLO fails (or
     throughput stops growing), then bisect the edge. Steps last long enough for the judged
@@ -43,8 +44,11 @@ def sweep(
 
     Writes results/sweep-<id>/capacity.json (schema asrtk.capacity/v1), report.html and
     report.md with per-step figures, max_rps_at_slo with its confidence interval and a
-    Universal Scalability Law fit. Exit codes: 0 done, 1 runtime failure, 2 bad usage, 3 the
-    SLO failed at every load tried.
+    Universal Scalability Law fit.
+
+    Exit codes: 0 done; 1 the run failed (target unreachable, server failed to start, or no
+    request succeeded at any step: one line names the most common error); 2 bad usage; 3 the
+    SLO failed at every load tried (--no-fail-on-slo: 0).
 
     Examples:
 
@@ -93,7 +97,14 @@ def sweep(
                       processes=processes)
     report = _run_with_progress(cfg, run_sweep, quiet)
     _print_summary(report.capacity, report)
-    if report.capacity["result"]["max_rps_at_slo"] is None:
+    steps = report.capacity["steps"]
+    if steps and all(not st["requests"] for st in steps):
+        from toolkit.errors import AsrtkError
+        from toolkit.results import failure_line, read_summary
+
+        first = read_summary(report.sweep_dir / steps[0]["run_dir"])
+        raise AsrtkError(f"{failure_line(first) or 'no request succeeded at any step'} (at every step)")
+    if fail_on_slo and report.capacity["result"]["max_rps_at_slo"] is None:
         raise ThresholdBreached(f"the SLO failed at every load tried: {report.capacity['result']['note']}")
 
 

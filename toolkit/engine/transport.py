@@ -42,6 +42,11 @@ def classify_exception(exc: BaseException | None) -> str:
 
     if exc is None:
         return "other"
+    # geventhttpclient wraps what the socket raised (RetriesExceeded(original=timed out) when
+    # max_retries is 0): judge the original, else every timeout would count as "other"
+    seen = 0
+    while seen < 5 and getattr(exc, "original", None) is not None and isinstance(exc.original, BaseException):
+        exc, seen = exc.original, seen + 1
     if isinstance(exc, (gevent.Timeout, socket.timeout, TimeoutError)):
         return "timeout"
     # HTTPConnectionClosed is an HTTPParseError: test it first
