@@ -245,13 +245,10 @@ def _parse(v: str | None) -> Any:
 # ----------------------------------------------------------------------------- latency log
 
 
-def latency_spectrum(hlog_path: Path, warmup_s: float = 0.0,
-                     points: int = 64) -> list[tuple[float, float]] | None:
-    """Percentile spectrum (percentile 0-100, latency seconds) of the measured intervals of a latency.hlog.
-
-    Intervals that start before ``warmup_s`` (timestamps relative to the run start) are skipped.
-    None when the log is missing or holds no values.
-    """
+def read_latency_histogram(hlog_path: Path, warmup_s: float = 0.0) -> Any:
+    """The measured window's latencies (µs HdrHistogram) from a run's latency.hlog: intervals that
+    start before ``warmup_s`` (relative to the run start) are skipped. None when the log is
+    missing, damaged or holds no values."""
     from hdrh.histogram import HdrHistogram
     from hdrh.log import HistogramLogReader
 
@@ -268,11 +265,22 @@ def latency_spectrum(hlog_path: Path, warmup_s: float = 0.0,
             start_s = h.get_start_time_stamp() / 1000.0 - reader.base_time_sec
             if start_s + 1e-6 >= warmup_s:
                 total.add(h)
-    except (ValueError, TypeError, OSError, zlib.error):  # a damaged log: render without it
+    except (ValueError, TypeError, OSError, zlib.error):  # a damaged log
         return None
     finally:
         reader.input_file.close()
-    if total.get_total_count() == 0:
+    return total if total.get_total_count() else None
+
+
+def latency_spectrum(hlog_path: Path, warmup_s: float = 0.0,
+                     points: int = 64) -> list[tuple[float, float]] | None:
+    """Percentile spectrum (percentile 0-100, latency seconds) of the measured intervals of a latency.hlog.
+
+    Intervals that start before ``warmup_s`` (timestamps relative to the run start) are skipped.
+    None when the log is missing or holds no values.
+    """
+    total = read_latency_histogram(hlog_path, warmup_s)
+    if total is None:
         return None
     # Log spacing in 1/(1-p), dense in the tail where decisions are made, plus the usual percentiles.
     grid = {round(100.0 * (1.0 - 10.0 ** (-4.0 * i / (points - 1))), 6) for i in range(points)}

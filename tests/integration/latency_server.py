@@ -8,6 +8,9 @@ prints ``listening on http://127.0.0.1:PORT`` once bound. Threaded, HTTP/1.1 kee
 * ``--freeze-every P --freeze-s F --service-ms s``: every P seconds (from server start) the
   server stalls for F seconds; a request arriving in a stall waits for its end, then every
   request takes ``s`` ms.
+* ``--lognormal-ms M --sigma S --scale K --seed N``: each request sleeps ``K·M·exp(S·Z)`` ms,
+  Z standard normal from a seeded generator: a known latency distribution (``--scale 1.1`` is
+  the same service 10% slower), for the gate's power benchmark.
 * ``GET /metrics``: a tiny Prometheus exposition (requests served).
 """
 
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 import sys
 import threading
 import time
@@ -26,6 +31,9 @@ class _State:
     freeze_every_s = 0.0
     freeze_s = 0.0
     service_s = 0.0
+    lognormal_s = 0.0
+    sigma = 0.0
+    rng: "random.Random | None" = None
     t0 = 0.0
     served: list[float] = []
     lock = threading.Lock()
@@ -65,6 +73,11 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(S.freeze_s - phase)
             if S.service_s:
                 time.sleep(S.service_s)
+        elif S.lognormal_s:
+            with S.lock:
+                S.count += 1
+                z = S.rng.gauss(0.0, 1.0) if S.rng is not None else 0.0
+            time.sleep(S.lognormal_s * math.exp(S.sigma * z))
         elif S.delays_s:
             with S.lock:
                 k = S.count
@@ -107,7 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--freeze-every", type=float, default=0.0)
     ap.add_argument("--freeze-s", type=float, default=0.0)
     ap.add_argument("--service-ms", type=float, default=0.0)
+    ap.add_argument("--lognormal-ms", type=float, default=0.0)
+    ap.add_argument("--sigma", type=float, default=0.3)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
+    S.lognormal_s, S.sigma, S.rng = a.lognormal_ms * a.scale / 1000.0, a.sigma, random.Random(a.seed)
     S.delays_s = [float(x) / 1000.0 for x in a.delays_ms.split(",") if x.strip()]
     S.freeze_every_s, S.freeze_s, S.service_s = a.freeze_every, a.freeze_s, a.service_ms / 1000.0
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)

@@ -123,7 +123,7 @@ def _offenders(prefixes: tuple[str, ...], forbidden: tuple[str, ...]) -> list[st
 
 PURE = ("toolkit.capacity", "toolkit.generators", "toolkit.scenario", "toolkit.recorder", "toolkit.units",
         "toolkit.thresholds", "toolkit.errors", "toolkit.results", "toolkit.report", "toolkit.engine",
-        "toolkit.samplers", "toolkit.corpus")
+        "toolkit.samplers", "toolkit.corpus", "toolkit.history", "toolkit.gate")
 
 
 @pytest.mark.parametrize("layer", PURE)

@@ -41,6 +41,7 @@ def bench(
     model: Annotated[str, typer.Option(help="Embedded server: model preset.")] = "tiny",
     server_workers: Annotated[int, typer.Option(help="Embedded server: worker processes.")] = 1,
     label: Annotated[Optional[str], typer.Option(help="Free-form label stored in summary.json.")] = None,
+    history: Annotated[Optional[str], typer.Option(help="Run history to record the run in: postgresql://... (default $ASRTK_HISTORY_URL, else OUT/history.sqlite).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines (CI logs) instead of the live view.")] = False,
     fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo/--no-fail-on-slo", help="Exit 3 when the SLO failed (the default); --no-fail-on-slo exits 0 anyway.")] = True,
 ) -> None:
@@ -70,6 +71,9 @@ def bench(
     if server_workers < 1:
         raise UsageError(f"--server-workers must be >= 1, got {server_workers}")
     headers = parse_headers(header or [])
+    from toolkit.history import check_url
+
+    check_url(history)
     sc = load_scenario(scenario)
     sc = with_overrides(
         sc, rate=rate, users=users, seed=seed, audio_dir=audio_dir,
@@ -83,7 +87,7 @@ def bench(
         scenario=sc, target=target, server_args=["--model", model, "--workers", str(server_workers)],
         out_dir=out, processes=processes, scrape=list(scrape or []), headers=headers,
         live=not quiet, quiet=quiet, label=label, expect_workers=expect_workers,
-        master_bind=master_bind, master_port=master_port,
+        master_bind=master_bind, master_port=master_port, history=history,
     )
     outcome = run_bench(cfg)
     render_summary(outcome.summary, outcome.run_dir)

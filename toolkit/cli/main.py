@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "toolkit.cli.gpu_exporter",
     "toolkit.cli.sweep",
     "toolkit.cli.plan",
+    "toolkit.cli.gate",
 ]
 
 app = typer.Typer(

@@ -35,6 +35,7 @@ def sweep(
     processes: Annotated[int, typer.Option(help="Load-generator processes per step.")] = 1,
     out: Annotated[Path, typer.Option(help="Results directory; the sweep goes to <out>/sweep-<id>/.")] = Path("results"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain progress lines instead of a progress bar.")] = False,
+    history: Annotated[Optional[str], typer.Option(help="Run history to record the sweep in: postgresql://... (default $ASRTK_HISTORY_URL, else OUT/history.sqlite).")] = None,
     fail_on_slo: Annotated[bool, typer.Option("--fail-on-slo/--no-fail-on-slo", help="Exit 3 when the SLO failed at every load tried (the default).")] = True,
 ) -> None:
     """Find the highest throughput that meets the SLO: raise the load until the SLO fails (or
@@ -90,11 +91,14 @@ def sweep(
 
         sc = replace(sc, slo=replace(sc.slo, percentile=pct, latency_s=lat, max_error_rate=err))
 
+    from toolkit.history import check_url
     from toolkit.runs.sweep import SweepConfig, run_sweep
+
+    check_url(history)
 
     cfg = SweepConfig(scenario=sc, policy=policy, target=target, workers=worker_counts, preset=model,
                       out_dir=out, warmup_s=parse_duration(warmup, "--warmup", allow_zero=True),
-                      processes=processes)
+                      processes=processes, history=history)
     report = _run_with_progress(cfg, run_sweep, quiet)
     _print_summary(report.capacity, report)
     steps = report.capacity["steps"]

@@ -45,6 +45,8 @@ class BenchConfig:
     master_port: int = 0
     timeout_s: float | None = None  # per request; default from the SLO
     thresholds: Thresholds | None = None  # None: toolkit.thresholds.from_env()
+    history: str | None = None  # run history URL; None: ASRTK_HISTORY_URL, else <out_dir>/history.sqlite
+    record_history: bool = True  # False for a sweep's steps: the sweep is recorded as a whole
 
 
 @dataclass
@@ -319,4 +321,8 @@ def _write_results(cfg: BenchConfig, scenario: Any, base_url: str, server: Any, 
     )
     results.write_json_atomic(run_dir / results.FILES["summary"], summary)
     write_reports(run_dir)
+    if cfg.record_history:
+        from toolkit.history import record_run
+
+        record_run(cfg.history, out, summary, run_dir, "bench")  # a failure is one warning line
     return BenchOutcome(run_dir=run_dir, summary=summary)

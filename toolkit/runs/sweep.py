@@ -32,6 +32,7 @@ class SweepConfig:
     warmup_s: float = 2.0
     processes: int = 1
     headers: dict[str, str] = field(default_factory=dict)
+    history: str | None = None  # run history URL; None: ASRTK_HISTORY_URL, else <out_dir>/history.sqlite
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _search(
         outcome = run_bench(BenchConfig(
             scenario=scen, target=url, out_dir=runs_dir, processes=cfg.processes, headers=cfg.headers,
             live=False, quiet=False, run_id=f"step-{plan.index:02d}-{load_txt}{unit}",
-            label=f"sweep step {plan.index} ({plan.phase}, {plan.load:.4g} {unit})",
+            label=f"sweep step {plan.index} ({plan.phase}, {plan.load:.4g} {unit})", record_history=False,
         ))
         result = capacityfile.step_result_from_summary(outcome.summary, plan.load, cfg.policy.mode)
         j = search.record(result)
@@ -183,6 +184,7 @@ def run_sweep(cfg: SweepConfig, on_event: Callable[[SweepEvent], None] | None = 
     import locust  # noqa: F401  - gevent monkey-patching before anything else starts
 
     from reference_server.launcher import EmbeddedServer
+    from toolkit.history import record_run
 
     emit = on_event or (lambda e: None)
     t0 = time.monotonic()
@@ -196,6 +198,7 @@ def run_sweep(cfg: SweepConfig, on_event: Callable[[SweepEvent], None] | None = 
         target = {"url": public_url(cfg.target), "embedded": False, "server": None}
         doc = _document(cfg, search, runs, sweep_dir, sweep_id, target, created, time.monotonic() - t0)
         cap, h, m = _write(doc, sweep_dir)
+        record_run(cfg.history, Path(cfg.out_dir), doc, sweep_dir, "sweep")
         emit(SweepEvent("finished", None, best_rps=doc["result"]["max_rps_at_slo"]))
         return SweepReport(sweep_dir, doc, cap, h, m)
 
@@ -238,5 +241,6 @@ def run_sweep(cfg: SweepConfig, on_event: Callable[[SweepEvent], None] | None = 
                          else None} for s in doc["steps"]]
     doc["wall_s"] = time.monotonic() - t0
     cap, h, m = _write(doc, sweep_dir)
+    record_run(cfg.history, Path(cfg.out_dir), doc, sweep_dir, "sweep")
     emit(SweepEvent("finished", None, best_rps=doc["result"]["max_rps_at_slo"]))
     return SweepReport(sweep_dir, doc, cap, h, m)

@@ -55,7 +55,10 @@ def run_validation(
     for attempt in range(1, max(1, attempts) + 1):
         outcome = run_bench(BenchConfig(scenario=scen, target=target, server_args=server_args,
                                         out_dir=Path(out_dir), live=False, quiet=False, thresholds=thresholds,
-                                        label=f"plan validate (attempt {attempt})" if attempt > 1 else "plan validate"))
+                                        label=f"plan validate (attempt {attempt})" if attempt > 1 else "plan validate",
+                                        # a plan's operating point, not the scenario's own load: kept out of
+                                        # the history, where it would become a gate's baseline
+                                        record_history=False))
         v = dataclasses.replace(judge_validation(doc, outcome.summary, tolerance, outcome.run_dir, thresholds),
                                 attempts=attempt)
         cores = int((outcome.summary.get("host") or {}).get("cores") or 0)
