@@ -193,12 +193,18 @@ def _cpu(summary: Mapping[str, Any]) -> tuple[float | None, str | None]:
     return (v, "metrics") if v is not None else (None, None)
 
 
+def _valid(s: Mapping[str, Any]) -> bool | None:
+    from toolkit.results import run_valid
+
+    return _flag(run_valid(s))
+
+
 def _bench_figures(s: Mapping[str, Any]) -> dict[str, Any]:
     cpu, source = _cpu(s)
     return {
         "run_id": s.get("run_id"), "scenario": _get(s, "scenario.name"), "created": s.get("created"),
         "target": _get(s, "target.url"), "label": s.get("label"),
-        "disturbed": _flag(_get(s, "host.disturbed")), "valid": _flag(_get(s, "loadgen.valid")),
+        "disturbed": _flag(_get(s, "host.disturbed")), "valid": _valid(s),
         "complete": bool(s.get("complete")), "slo_passed": _flag(_get(s, "slo.passed")),
         "rps": _num(_get(s, "load.achieved_rps")), "p50_s": _num(_get(s, "latency_s.p50")),
         "p95_s": _num(_get(s, "latency_s.p95")), "p99_s": _num(_get(s, "latency_s.p99")),

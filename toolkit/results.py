@@ -167,6 +167,16 @@ def validate_summary(d: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def run_valid(s: Mapping[str, Any]) -> bool | None:
+    """Can the run's figures be used? Not when the load generator was the bottleneck
+    (``loadgen.valid`` false) or when no request succeeded (nothing was measured)."""
+    valid = _get(s, "loadgen.valid")[1]
+    ok = _get(s, "requests.ok")[1]
+    if ok is not None and int(ok) == 0:
+        return False
+    return valid
+
+
 def list_runs(out: Path) -> list[dict[str, Any]]:
     """Runs under ``out``, newest first: run_id, scenario, created, complete, valid, rps, p95_s,
     slo_passed, path. Directories without a readable v1 summary are skipped."""
@@ -186,7 +196,7 @@ def list_runs(out: Path) -> list[dict[str, Any]]:
             "scenario": _get(s, "scenario.name")[1],
             "created": s.get("created"),
             "complete": bool(s.get("complete")),
-            "valid": _get(s, "loadgen.valid")[1],
+            "valid": run_valid(s),
             "rps": _get(s, "throughput.rps")[1],
             "p95": _get(s, "latency_s.p95")[1],
             "error_rate": _get(s, "requests.error_rate")[1],

@@ -195,6 +195,10 @@ def test_a_target_that_fails_every_request_exits_1_naming_the_error(tmp_path: Pa
     assert "most often http_501" in last and "HTTP 501 Not Implemented" in last, last
     s = json.loads((ls.run_dir(tmp_path / "res") / "summary.json").read_text())  # results are still written
     assert s["requests"]["ok"] == 0 and s["requests"]["by_class"] == {"http_501": s["requests"]["total"]}
+    listed = subprocess.run([sys.executable, "-m", "toolkit", "results", "list", "--out", str(tmp_path / "res"),
+                             "--json"], capture_output=True, text=True, timeout=60)
+    [run] = [r for r in json.loads(listed.stdout) if r["run_id"] == s["run_id"]]
+    assert run["valid"] is False  # nothing was measured: not a valid run, in the list and the history
 
 
 def test_two_processes_merge_exactly(tmp_path: Path) -> None:

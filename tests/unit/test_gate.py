@@ -307,3 +307,28 @@ def test_a_baseline_from_the_history_of_another_machine(tmp_path: Path, monkeypa
     with pytest.raises(NoDataError, match="no trusted run of scenario 'probe' on branch 'release'"):
         run_gate(GateConfig(scenario=str(tmp_path / "probe.yaml"), target="new", baseline=["history:release"],
                             out_dir=out), say=lambda m: None, bench=bench)
+
+
+def test_a_build_that_fails_every_request_is_a_failed_run_not_a_verdict(tmp_path: Path) -> None:
+    from toolkit.errors import AsrtkError
+
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "probe.yaml").write_text(SCENARIO)
+
+    def broken(cfg, target, label, say):
+        clock = VirtualClock(start=100.0)
+
+        def handler(req):
+            clock.sleep(0.001)
+            return 501
+
+        seams = BenchSeams(transport=lambda plan: MockTransport(handler), clock=clock, preflight=lambda b, h: 200,
+                           has_metrics=lambda b, h: False,
+                           telemetry=lambda b, s, u: Telemetry(HostSampler(_QuietHost()), GpuSampler(read=lambda: []), []))
+        return run_bench(BenchConfig(scenario=load_scenario(str(tmp_path / "probe.yaml")), target="http://x.invalid",
+                                     out_dir=cfg.out_dir, live=False, quiet=False), seams).run_dir
+
+    with pytest.raises(AsrtkError, match=r"gate: the current 1 run failed: no request succeeded .* http_501") as e:
+        run_gate(GateConfig(scenario=str(tmp_path / "probe.yaml"), target="new", thresholds=[parse_threshold("p95<=1s")],
+                            out_dir=tmp_path / "results"), say=lambda m: None, bench=broken)
+    assert e.value.exit_code == 1

@@ -165,6 +165,17 @@ def _bench_once(cfg: GateConfig, target: str | None, label: str, say: Callable[[
     return run_bench(bc).run_dir
 
 
+def _ran(run_dir: Path, label: str) -> Path:
+    """A measured run, or the run's failure (exit 1) when no request of it succeeded."""
+    from toolkit.errors import AsrtkError
+    from toolkit.results import failure_line, read_summary
+
+    line = failure_line(read_summary(run_dir))
+    if line is not None:
+        raise AsrtkError(f"gate: the {label} run failed: {line} (see {run_dir})")
+    return run_dir
+
+
 def run_gate(cfg: GateConfig, say: Callable[[str], None] | None = None,
              bench: Callable[[GateConfig, str | None, str, Callable[[str], None]], Path] | None = None) -> GateResult:
     """Judge (and, with a scenario, measure) and return the verdict. ``bench`` is the seam that
@@ -209,6 +220,8 @@ def run_gate(cfg: GateConfig, say: Callable[[str], None] | None = None,
                      duration_s=round(time.monotonic() - t0, 1))
 
     if not load_mode:
+        for p in cfg.current:
+            _ran(Path(p), "current")
         result = verdict(cfg.current, base_runs if cfg.baseline else None)
     else:
         cur_dirs: list[Path] = []
@@ -216,8 +229,9 @@ def run_gate(cfg: GateConfig, say: Callable[[str], None] | None = None,
         result = None
         for i in range(cfg.max_runs):
             if cfg.baseline_target:
-                ab_base.append(load_run(bench(cfg, cfg.baseline_target, f"baseline {i + 1}", say), history))
-            cur_dirs.append(bench(cfg, cfg.target, f"current {i + 1}", say))
+                label = f"baseline {i + 1}"
+                ab_base.append(load_run(_ran(bench(cfg, cfg.baseline_target, label, say), label), history))
+            cur_dirs.append(_ran(bench(cfg, cfg.target, f"current {i + 1}", say), f"current {i + 1}"))
             base = ab_base if cfg.baseline_target else (base_runs if cfg.baseline else None)
             result = verdict(cur_dirs, base)
             if not measure_more(result):
