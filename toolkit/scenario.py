@@ -403,6 +403,54 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def scenario_from_dict(d: Any, source: str = "<wire>") -> Scenario:
+    """The inverse of :meth:`Scenario.to_dict`, validated like a YAML file: what a distributed
+    load-generator worker receives from its master (plain JSON data, never code).
+
+    Every section goes through the same checks as a scenario file (unknown keys, types, ranges);
+    a malformed document raises :class:`ConfigError` naming the key.
+    """
+    try:
+        return _from_wire(d, source, depth=0)
+    except SpecError as exc:
+        raise ConfigError(f"scenario ({source}): {exc.key} {exc.detail}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"scenario ({source}): malformed: {type(exc).__name__}") from None
+
+
+def _from_wire(d: Any, source: str, depth: int) -> Scenario:
+    _check(isinstance(d, dict), "(top level)", f"must be a mapping, got {type(d).__name__}")
+    _known(d, tuple(f.name for f in fields(Scenario)), "")
+    for key in ("protocol", "audio", "load", "slo"):
+        _check(isinstance(d.get(key), dict), key, "must be a mapping")
+    protocol = _section(ProtocolSpec, d["protocol"], "protocol", tuple_keys=())
+    audio = _section(AudioSpec, d["audio"], "audio", tuple_keys=(), paths=("dir",))
+    text = _section(TextSpec, d["text"], "text", tuple_keys=("emotions",)) if d.get("text") is not None else None
+    load_d = dict(d["load"])
+    _known(load_d, tuple(f.name for f in fields(LoadSpec)), "load")
+    raw_stages = load_d.pop("stages", None)
+    _check(isinstance(raw_stages, list) and 0 < len(raw_stages) <= 10_000, "load.stages",
+           "must be a non-empty list of stages")
+    stages = []
+    for i, st in enumerate(raw_stages):
+        _check(isinstance(st, dict), f"load.stages[{i}]", "must be a mapping")
+        _known(st, tuple(f.name for f in fields(Stage)), f"load.stages[{i}]")
+        stages.append(_construct(Stage, f"load.stages[{i}]", **st))
+    load = _construct(LoadSpec, "load", stages=tuple(stages), **load_d)
+    slo = _section(SloSpec, d["slo"], "slo", tuple_keys=())
+    mix: list[MixEntry] = []
+    raw_mix = d.get("mix") or []
+    _check(isinstance(raw_mix, list) and len(raw_mix) <= 64, "mix", "must be a list of at most 64 entries")
+    for i, e in enumerate(raw_mix):
+        _check(isinstance(e, dict) and set(e) <= {"weight", "scenario"}, f"mix[{i}]", "must be {weight, scenario}")
+        _check(depth == 0, f"mix[{i}].scenario", "must not itself be a mix")
+        mix.append(_construct(MixEntry, f"mix[{i}]", weight=e.get("weight"),
+                              scenario=_from_wire(e.get("scenario"), source, depth + 1)))
+    rest = {k: d[k] for k in ("name", "description", "duration_s", "warmup_s", "seed") if k in d}
+    return _construct(Scenario, "", protocol=protocol, audio=audio, text=text, load=load, slo=slo,
+                      mix=tuple(mix), source=str(d.get("source", source)), **rest)
+
+
 # ----------------------------------------------------------------------------- run length
 
 

@@ -185,9 +185,10 @@ def test_the_verdict_of_a_run_is_its_exit_code(tmp_path: Path) -> None:
     busy = _bench(tmp_path / "busy", _ok_after(0.8), host=_Host(steal_cores=0.5))[0].summary
     code, line = bench_verdict(busy)
     assert code == 4 and line.startswith("inconclusive: the SLO failed") and "disturbed" in line
-    # ... while a pass on a disturbed host stands: disturbance only ever adds latency
-    assert bench_verdict(_bench(tmp_path / "busy-ok", _ok_after(0.05), host=_Host(steal_cores=0.5))[0].summary) \
-        == (0, None)
+    # ... while a pass on a disturbed host stands (disturbance only ever adds latency), labelled
+    code, line = bench_verdict(_bench(tmp_path / "busy-ok", _ok_after(0.05), host=_Host(steal_cores=0.5))[0].summary)
+    assert code == 0 and line == ("SLO met, but the host was disturbed by other work: latency may be inflated "
+                                  "and will not repeat")
 
 
 def test_no_request_succeeding_is_a_failed_run_named_by_its_commonest_error(tmp_path: Path) -> None:

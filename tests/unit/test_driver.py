@@ -396,3 +396,35 @@ def test_importing_the_driver_imports_no_locust_and_patches_nothing() -> None:
             "print('locust' in sys.modules, gevent.monkey.is_module_patched('socket'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# -- distributed mode's authentication (the wire is tested in test_distributed_security) --------
+
+def test_cluster_secret_and_who_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.engine import distributed as d
+    from toolkit.errors import UsageError
+
+    monkeypatch.delenv(d.SECRET_ENV, raising=False)
+    assert d.cluster_secret(None) is None
+    monkeypatch.setenv(d.SECRET_ENV, "s" * 16)
+    assert d.cluster_secret(None) == "s" * 16 and d.cluster_secret("t" * 20) == "t" * 20
+    with pytest.raises(UsageError, match="at least 16 characters"):
+        d.cluster_secret("short")
+    d.require_secret_for("127.0.0.1", 0, None)  # local workers only: a per-run secret is made
+    d.require_secret_for("::1", 0, None)
+    for bind, remote in (("0.0.0.0", 0), ("10.0.0.2", 0), ("127.0.0.1", 2)):
+        with pytest.raises(UsageError, match="set a shared secret"):
+            d.require_secret_for(bind, remote, None)
+        d.require_secret_for(bind, remote, "s" * 16)
+
+
+def test_macs_bind_the_secret_the_parts_and_their_order() -> None:
+    from toolkit.engine import distributed as d
+
+    mac = d._mac("k" * 16, "master", "worker-1", "n" * 64, '{"a": 1}')
+    assert d._valid_mac("k" * 16, mac, "master", "worker-1", "n" * 64, '{"a": 1}')
+    assert not d._valid_mac("K" * 16, mac, "master", "worker-1", "n" * 64, '{"a": 1}')
+    assert not d._valid_mac("k" * 16, mac, "master", "worker-2", "n" * 64, '{"a": 1}')
+    assert not d._valid_mac("k" * 16, mac, "worker", "master", "n" * 64, '{"a": 1}')
+    assert not d._valid_mac("k" * 16, mac, "master", "worker-1", "n" * 64, '{"a": 2}')
+    assert not d._valid_mac("k" * 16, None, "master") and not d._valid_mac("k" * 16, "é" * 64, "master")

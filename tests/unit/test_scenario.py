@@ -384,3 +384,34 @@ def test_docs_describe_every_key() -> None:
         for f in fields(cls):
             if f.name != "source":  # set by the loader, not a YAML key
                 assert f"`{f.name}`" in doc, f"docs/scenarios.md does not describe {cls.__name__}.{f.name}"
+
+
+# -- the wire form a distributed worker receives (JSON data, never code) -----------------------
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_builtin_scenario_survives_the_wire(name: str) -> None:
+    import json
+
+    from toolkit.scenario import scenario_from_dict
+
+    s = load_scenario(name)
+    assert scenario_from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d.update(evil=1), "evil"),
+    (lambda d: d["load"].update(stages="x"), "load.stages"),
+    (lambda d: d["load"]["stages"][0].update(rate=-1), "rate"),
+    (lambda d: d.update(protocol=b"\x80\x04cos\nsystem\n"), "protocol"),
+    (lambda d: d["slo"].update(latency_s="fast"), "slo"),
+    (lambda d: d.update(mix=[{"weight": 1, "scenario": {**d, "mix": [{"weight": 1, "scenario": {}}]}}]), "mix"),
+])
+def test_a_malformed_wire_scenario_is_refused_naming_the_key(mutate, message: str) -> None:
+    import copy
+
+    from toolkit.scenario import scenario_from_dict
+
+    d = copy.deepcopy(load_scenario("emotion").to_dict())
+    mutate(d)
+    with pytest.raises(ConfigError, match=message):
+        scenario_from_dict(d)

@@ -36,6 +36,7 @@ def bench(
     expect_workers: Annotated[int, typer.Option(help="Also wait for this many `asrtk worker --master HOST` processes from other machines.")] = 0,
     master_bind: Annotated[str, typer.Option(help="Interface the master listens on for workers (0.0.0.0 for remote workers).")] = "127.0.0.1",
     master_port: Annotated[int, typer.Option(help="Master port for workers (0 = free port; remote workers need a fixed one, e.g. 5557).")] = 0,
+    secret: Annotated[Optional[str], typer.Option(help="Shared secret of the master and its remote workers (at least 16 characters; prefer $ASRTK_CLUSTER_SECRET, which ps does not show). Required with --expect-workers or a --master-bind beyond loopback.")] = None,
     scrape: Annotated[Optional[list[str]], typer.Option(help="Prometheus /metrics URL to scrape at 1 Hz (repeatable). Default: the target's own /metrics when it has one.")] = None,
     header: Annotated[Optional[list[str]], typer.Option(help="Extra request header 'Name: value' (repeatable); values never reach the results.")] = None,
     model: Annotated[str, typer.Option(help="Embedded server: model preset.")] = "tiny",
@@ -87,7 +88,7 @@ def bench(
         scenario=sc, target=target, server_args=["--model", model, "--workers", str(server_workers)],
         out_dir=out, processes=processes, scrape=list(scrape or []), headers=headers,
         live=not quiet, quiet=quiet, label=label, expect_workers=expect_workers,
-        master_bind=master_bind, master_port=master_port, history=history,
+        master_bind=master_bind, master_port=master_port, history=history, secret=secret,
     )
     outcome = run_bench(cfg)
     render_summary(outcome.summary, outcome.run_dir)

@@ -43,6 +43,7 @@ class BenchConfig:
     expect_workers: int = 0  # remote `asrtk worker` processes to wait for
     master_bind: str = "127.0.0.1"
     master_port: int = 0
+    secret: str | None = None  # shared with remote workers; None: ASRTK_CLUSTER_SECRET (see engine.distributed)
     timeout_s: float | None = None  # per request; default from the SLO
     thresholds: Thresholds | None = None  # None: toolkit.thresholds.from_env()
     history: str | None = None  # run history URL; None: ASRTK_HISTORY_URL, else <out_dir>/history.sqlite
@@ -129,6 +130,11 @@ def run_bench(cfg: BenchConfig, seams: BenchSeams | None = None) -> BenchOutcome
         raise UsageError(f"--processes must be >= 1, got {cfg.processes}")
     if cfg.processes > 1 and not seams.real_http:
         raise UsageError("a fake transport runs in this process only (processes=1)")
+    if cfg.processes > 1 or cfg.expect_workers:
+        from toolkit.engine.distributed import cluster_secret, require_secret_for
+
+        cfg.secret = cluster_secret(cfg.secret)
+        require_secret_for(cfg.master_bind, cfg.expect_workers, cfg.secret)  # before anything starts
     scenario = cfg.scenario
     server = None
     try:
@@ -259,7 +265,7 @@ def _run_loaded(cfg: BenchConfig, seams: BenchSeams, scenario: Any, base_url: st
                 scenario=scenario, plan=plan, headers=cfg.headers, local=cfg.processes,
                 remote=cfg.expect_workers, bind=cfg.master_bind, port=cfg.master_port,
                 aggregator=agg, on_started=started, stoppers=run.stoppers,
-                host_sampler=telemetry.host, say=lambda m: _say(cfg, m))
+                host_sampler=telemetry.host, say=lambda m: _say(cfg, m), secret=cfg.secret)
         stop_at = (run.stop_time - t_start[0]) if run.stop_time is not None else clock()
     finally:
         stop_flag[0] = True
