@@ -76,13 +76,13 @@ seen = []
 def record(t):
     def handler(environment, msg, **kw):
         seen.append({"type": t, "data": repr(msg.data)})
-        if t == "asrtk_hello":  # answer the challenge without the secret
+        if t == "asrtk_hello" and len(seen) == 1:  # answer the challenge without the secret
             runner.send_message("asrtk_proof", {"nonce": "b" * 64, "mac": "0" * 64})
     return handler
 for t in ("asrtk_hello", "asrtk_prepare", "asrtk_start", "asrtk_stop"):
     runner.register_message(t, record(t))
 end = time.monotonic() + float(sys.argv[3])
-while time.monotonic() < end and runner.greenlet and not runner.greenlet.dead:
+while time.monotonic() < end:
     gevent.sleep(0.1)
     open(out, "w").write(json.dumps(seen))
 """
@@ -162,7 +162,7 @@ def test_a_fake_worker_gets_no_header_value_and_no_run(tmp_path: Path) -> None:
         ls.stop(server)
     assert bench.returncode == 0, bench_out[-3000:]
     seen = json.loads(seen_file.read_text())
-    assert [m["type"] for m in seen if m["type"].startswith("asrtk_")] == ["asrtk_hello"], seen
+    assert {m["type"] for m in seen if m["type"].startswith("asrtk_")} == {"asrtk_hello"}, seen
     assert "topsecret-hdr" not in seen_file.read_text()
     run = next((tmp_path / "res").glob("*-probe"))
     s = json.loads((run / "summary.json").read_text())

@@ -173,10 +173,16 @@ def run_distributed(*, scenario: Any, plan: Any, headers: dict[str, str], local:
             say(f"waiting for {remote} remote worker(s): run `asrtk worker --master <this host> "
                 f"--master-port {port}` on each")
         deadline = time.monotonic() + (60.0 if not remote else 600.0)
+        last_hello = 0.0
         while len(proven) < n:
-            for cid in list(master.clients.keys()):
-                if cid not in challenged:
-                    challenged[cid] = secrets.token_hex(32)
+            # a worker registers its handlers only once Locust's connect returns: a challenge that
+            # came earlier is dropped, so it is repeated (same nonce) until the worker answers
+            if time.monotonic() - last_hello > 0.5:
+                last_hello = time.monotonic()
+                for cid in list(master.clients.keys()):
+                    if cid in proven or cid in refused:
+                        continue
+                    challenged.setdefault(cid, secrets.token_hex(32))
                     master.send_message(MSG_HELLO, {"nonce": challenged[cid]}, client_id=cid)
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 extra = f"; {len(refused)} failed to prove the cluster secret" if refused else ""
@@ -277,9 +283,12 @@ def worker_main(master_host: str, master_port: int, secret: str | None = None) -
     def hello(msg: Any) -> None:
         d = msg.data if isinstance(msg.data, dict) else {}
         theirs = d.get("nonce")
-        if not isinstance(theirs, str) or len(theirs) != 64 or st["nonce"] is not None:
-            return  # malformed, or a second challenge on this connection: ignored
-        st["nonce"], st["hello"] = secrets.token_hex(32), theirs
+        if not isinstance(theirs, str) or len(theirs) != 64:
+            return  # malformed: ignored
+        if st["nonce"] is None:
+            st["nonce"], st["hello"] = secrets.token_hex(32), theirs
+        elif st["hello"] != theirs or st["nonce"] == "used":
+            return  # one challenge per connection; a repeat of it gets the same answer
         runner.send_message(MSG_PROOF, {"nonce": st["nonce"],
                                         "mac": _mac(secret, "worker", runner.client_id, theirs, st["nonce"])})
 
