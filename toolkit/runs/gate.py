@@ -213,8 +213,15 @@ def run_gate(cfg: GateConfig, say: Callable[[str], None] | None = None,
         scenario_name = load_scenario(cfg.scenario).name  # a bad scenario fails here, before any load
     base_runs = [resolve_baseline(b, cfg.out_dir, scenario_name, history) for b in cfg.baseline]
 
+    loaded: dict[Path, RunData] = {}  # each run's files are read once, however often it is judged
+
+    def run_of(path: Path) -> RunData:
+        if Path(path) not in loaded:
+            loaded[Path(path)] = load_run(path, history)
+        return loaded[Path(path)]
+
     def verdict(cur: Sequence[Path], base: Sequence[RunData] | None) -> GateResult:
-        return judge([load_run(p, history) for p in cur], list(base) if base is not None else None,
+        return judge([run_of(p) for p in cur], list(base) if base is not None else None,
                      thresholds=cfg.thresholds, compare=cfg.compare, max_regression=cfg.max_regression,
                      confidence=cfg.confidence, mode=mode, policy=cfg.policy, created=created,
                      duration_s=round(time.monotonic() - t0, 1))
