@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,12 +26,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from reference_server import audio as au
+from reference_server.admission import BODY_FACTOR, MemoryBudget, Reservation, decoded_cost
+from reference_server.logpolicy import sanitized_traceback
 from reference_server.batching import DeadlineExceeded, QueueFull
+from reference_server.cache import ResultCache, make_key, parse_cache, tts_text_key
 from reference_server.config import ServerConfig
 from reference_server.engine import Engine, join_texts, load_engine
 from reference_server.metrics import ServerMetrics
 
 log = logging.getLogger("reference_server")
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 
 NOTE = "reference model with random weights: text is meaningless"
 ROUTE_MODEL = {
@@ -41,6 +46,8 @@ ROUTE_MODEL = {
     "/ws/asr": "asr",
 }
 PARTIAL_WINDOW_S = 10.0  # partial results decode at most the last 10 s of a stream
+MAX_JSON_DEPTH = 32  # deeper JSON is refused (400 invalid_json); the APIs need depth 3
+WS_POLL_S = 0.25  # how often an idle stream checks for drain, idle and session timeouts
 RETRY_AFTER_S = "1"
 
 # code -> (HTTP status, reason label of asrtk_rejected_requests_total)
@@ -57,6 +64,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "unknown_emotion": (422, "bad_input"),
     "audio_too_long": (413, "too_large"),
     "body_too_large": (413, "too_large"),
+    "invalid_request": (400, "bad_input"),  # answered by the HTTP protocol layer (protocols.py), not counted
+    "headers_too_large": (431, "too_large"),  # likewise
+    "stream_idle": (408, "deadline"),
+    "stream_too_long": (413, "too_large"),
     "unauthorized": (401, "unauthorized"),
     "path_not_allowed": (403, "bad_input"),
     "queue_full": (503, "queue_full"),
@@ -80,6 +91,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class OverBudget(Exception):
+    pass
+
+
 class ServerState:
     """Lifecycle of one worker process: starting -> ready -> draining."""
 
@@ -90,6 +105,9 @@ class ServerState:
         self.draining = False
         self.fatal: str | None = None
         self.inflight = 0
+        self.streams = 0
+        self.budget = MemoryBudget(cfg.memory_budget_bytes)
+        self.cache: ResultCache | None = None
         # requests past the Gate per model (reading, decoding, queued or running): bounds memory
         self.admitted = {model: 0 for model in set(ROUTE_MODEL.values())}
 
@@ -114,13 +132,17 @@ def error_response(code: str, message: str) -> JSONResponse:
 
 
 def _authorized(cfg: ServerConfig, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Bearer token compared as bytes in constant time (any byte a client sends is just a wrong key)."""
     if cfg.api_key is None:
         return True
     for k, v in headers:
         if k == b"authorization":
-            scheme, _, token = v.decode("latin-1").partition(" ")
-            return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), cfg.api_key)
+            scheme, _, token = v.partition(b" ")
+            return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), cfg.api_key.encode("ascii"))
     return False
+
+
+OVER_BUDGET = "memory budget (--memory-budget-mb {mb:g}) is held by requests in progress; retry later"
 
 
 class Gate:
@@ -153,6 +175,7 @@ class Gate:
 
         model = ROUTE_MODEL[route]
         admitted = False
+        reservation = st.budget.reservation()
         st.inflight += 1
         m.inflight.labels(route=route).inc()
         try:
@@ -164,12 +187,15 @@ class Gate:
                 await refuse("not_ready", "models are still loading; retry when /ready answers 200")
             elif st.engine.batcher(model).full or st.admitted[model] >= cfg.max_queue:
                 await refuse("queue_full", f"{model} queue is full ({cfg.max_queue} items); retry later")
-            elif _content_length(scope) > cfg.max_body_bytes:
+            elif (declared := _content_length(scope)) > cfg.max_body_bytes:
                 await refuse("body_too_large", f"request body is over --max-body-mb {cfg.max_body_mb:g}")
+            elif not reservation.grow_to(BODY_FACTOR * declared):
+                await refuse("queue_full", OVER_BUDGET.format(mb=cfg.memory_budget_mb))
             else:
                 admitted = True
                 st.admitted[model] += 1
                 received = 0
+                scope["state"]["reservation"] = reservation
 
                 async def limited_receive() -> Message:
                     nonlocal received
@@ -178,15 +204,21 @@ class Gate:
                         received += len(message.get("body", b""))
                         if received > cfg.max_body_bytes:
                             raise BodyTooLarge
+                        if received > declared and not reservation.grow_to(BODY_FACTOR * received):  # chunked body
+                            raise OverBudget
                     return message
 
                 try:
                     await self.app(scope, limited_receive, send_wrapper)
-                except BodyTooLarge:
+                except (BodyTooLarge, OverBudget) as exc:
                     if status["started"]:
                         raise
-                    await refuse("body_too_large", f"request body is over --max-body-mb {cfg.max_body_mb:g}")
+                    if isinstance(exc, BodyTooLarge):
+                        await refuse("body_too_large", f"request body is over --max-body-mb {cfg.max_body_mb:g}")
+                    else:
+                        await refuse("queue_full", OVER_BUDGET.format(mb=cfg.memory_budget_mb))
         finally:
+            reservation.release()
             if admitted:
                 st.admitted[model] -= 1
             st.inflight -= 1
@@ -213,10 +245,29 @@ def _content_length(scope: Scope) -> int:
 # inference helpers
 
 
-async def _run(engine: Engine, model: str, payloads: list[Any], lengths: list[int], deadline: float) -> list[Any]:
+async def _run(engine: Engine, model: str, payloads: list[Any], lengths: list[int], deadline: float,
+               wait_for_room: bool = False) -> list[Any]:
+    """Submit the items and await their results. ``wait_for_room``: an admitted stream's final is
+    not refused for a full queue; its segments enter in waves as the queue drains, until the deadline."""
+    batcher = engine.batcher(model)
+    futures: list[Any] = []
     try:
-        futures = engine.batcher(model).submit(payloads, lengths=lengths, deadline=deadline)
+        if not wait_for_room:
+            futures = batcher.submit(payloads, lengths=lengths, deadline=deadline)
+        else:
+            i = 0
+            while i < len(payloads):
+                room = max(1, batcher.max_queue - batcher.depth)
+                try:
+                    futures += batcher.submit(payloads[i:i + room], lengths=lengths[i:i + room], deadline=deadline)
+                    i += room
+                except QueueFull:
+                    if time.monotonic() >= deadline:
+                        raise
+                    await asyncio.sleep(0.02)
     except QueueFull as exc:
+        for f in futures:
+            f.cancel()
         raise ApiError("queue_full", f"{exc}; retry later") from exc
     waits = [asyncio.wrap_future(f) for f in futures]
     remaining = deadline - time.monotonic()
@@ -228,9 +279,10 @@ async def _run(engine: Engine, model: str, payloads: list[Any], lengths: list[in
         raise ApiError("deadline_exceeded", "request took longer than --request-timeout-s; retry with shorter audio") from exc
 
 
-async def transcribe(engine: Engine, x: np.ndarray, deadline: float) -> tuple[str, list[dict[str, Any]]]:
+async def transcribe(engine: Engine, x: np.ndarray, deadline: float,
+                     wait_for_room: bool = False) -> tuple[str, list[dict[str, Any]]]:
     segments = au.split_segments(x, engine.max_segment_s, engine.sample_rate)
-    outs = await _run(engine, "asr", segments, [s.shape[0] for s in segments], deadline)
+    outs = await _run(engine, "asr", segments, [s.shape[0] for s in segments], deadline, wait_for_room)
     rows, start = [], 0.0
     for seg, out in zip(segments, outs):
         dur = seg.shape[0] / engine.sample_rate
@@ -239,9 +291,17 @@ async def transcribe(engine: Engine, x: np.ndarray, deadline: float) -> tuple[st
     return join_texts([o.text for o in outs]), rows
 
 
-async def decode_upload(cfg: ServerConfig, data: bytes) -> np.ndarray:
+async def decode_upload(cfg: ServerConfig, data: bytes, request: Request) -> np.ndarray:
+    """Decode in a worker thread; the reservation grows to the decoder's real cost before the samples are read."""
+    reservation: Reservation | None = getattr(request.state, "reservation", None)
+
+    def admit(frames: int, channels: int, sample_rate: int) -> None:
+        if reservation is not None and not reservation.grow_to(
+                len(data) + decoded_cost(frames, channels, sample_rate, au.SAMPLE_RATE)):
+            raise ApiError("queue_full", OVER_BUDGET.format(mb=cfg.memory_budget_mb))
+
     try:
-        return await asyncio.to_thread(au.decode, data, cfg.max_audio_s)
+        return await asyncio.to_thread(au.decode, data, cfg.max_audio_s, admit)
     except au.AudioError as exc:
         raise ApiError(exc.code, str(exc)) from exc
 
@@ -252,7 +312,7 @@ async def read_form_file(request: Request, field: str) -> tuple[bytes, Any]:
         raise ApiError("invalid_field", f"send multipart/form-data with the audio in field {field!r}, got {ctype or 'no content type'!r}")
     try:
         form = await request.form(max_files=4, max_fields=32)
-    except BodyTooLarge:
+    except (BodyTooLarge, OverBudget):
         raise
     except Exception as exc:  # malformed multipart
         raise ApiError("invalid_field", f"malformed multipart body ({str(exc)[:100]})") from exc
@@ -264,12 +324,33 @@ async def read_form_file(request: Request, field: str) -> tuple[bytes, Any]:
     return await upload.read(), form
 
 
-async def read_json(request: Request) -> Any:
-    body = await request.body()
+def parse_json(raw: bytes | str) -> Any:
+    """JSON no deeper than MAX_JSON_DEPTH; any failure is ApiError invalid_json (never RecursionError)."""
     try:
-        return json.loads(body)
+        value = json.loads(raw)
+    except RecursionError:
+        raise ApiError("invalid_json", f"JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError("invalid_json", f"request body is not valid JSON ({str(exc)[:80]})") from exc
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ApiError("invalid_json", f"the body is not valid JSON{where}") from None
+    if _depth_over(value, MAX_JSON_DEPTH):
+        raise ApiError("invalid_json", f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (list, dict)):
+            if d > limit:
+                return True
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return False
+
+
+async def read_json(request: Request) -> Any:
+    return parse_json(await request.body())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,6 +363,8 @@ def create_app(
 ) -> FastAPI:
     metrics = metrics or ServerMetrics()
     state = ServerState(cfg, metrics)
+    if cfg.cache:
+        state.cache = ResultCache(parse_cache(cfg.cache), cfg.cache_ttl_s, metrics)
     loader = engine_loader or load_engine
 
     async def load() -> None:
@@ -315,9 +398,14 @@ def create_app(
             task.cancel()
         if state.engine is not None:
             await asyncio.to_thread(state.engine.stop)
+        if state.cache is not None:
+            await state.cache.close()
         metrics.ready.set(0)
 
-    app = FastAPI(title="asrtk reference server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # redirect_slashes=False: Starlette would answer /api/predict with a 307 built from the client's
+    # Host header, before the key is checked; a JSON 404 names the route instead
+    app = FastAPI(title="asrtk reference server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)
     app.state.server = state
 
     @app.exception_handler(ApiError)
@@ -328,11 +416,18 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_field")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        path = request.scope.get("path", "")
+        near = next((r for r in (*ROUTE_MODEL, "/health", "/ready", "/metrics", "/openapi.json")
+                     if r.rstrip("/") == path.rstrip("/")), None)
+        message = {404: f"no such route; did you mean {near}?" if near else "no such route; see GET /openapi.json",
+                   405: f"method not allowed; allowed: {(exc.headers or {}).get('Allow', '')}"}.get(exc.status_code, str(exc.detail))
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.error("internal error on %s: %s: %s", request.url.path, type(exc).__name__, str(exc)[:300])
+        route = request.scope.get("path") if request.scope.get("path") in ROUTE_MODEL else "another route"
+        # the exception's message may quote request data (a file name, a JSON fragment): frames only
+        log.error("internal error on %s:\n%s", route, sanitized_traceback(exc))
         return JSONResponse(error_body("internal_error", f"{type(exc).__name__} while serving the request; see the server log"),
                             status_code=500)
 
@@ -356,6 +451,11 @@ def create_app(
         e = state.engine
         return JSONResponse({"status": "ready", "preset": e.preset, "provider": e.provider, "device": e.device})
 
+    @app.get("/openapi.json")
+    async def openapi_document() -> Response:
+        """The HTTP API as OpenAPI 3 (a checked-in document: tests keep it in sync with the routes)."""
+        return Response(OPENAPI_PATH.read_bytes(), media_type="application/json")
+
     @app.get("/metrics")
     async def metrics_route() -> Response:
         metrics.update_cpu()
@@ -363,24 +463,43 @@ def create_app(
         return Response(payload, media_type=ctype)
 
     # -- 1. SenseVoice-style ------------------------------------------------------------------
+    def identity() -> str:
+        e = engine()
+        return f"{e.preset}|{e.provider}|{cfg.model}"
+
+    async def cached_json(kind: str, x: np.ndarray, param: str,
+                          compute: Callable[[], Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
+        """The answer for audio ``x`` from the cache, or computed and stored; plus the X-Cache header."""
+        cache = state.cache
+        if cache is None:
+            return await compute(), None
+        key = await asyncio.to_thread(make_key, kind, identity(), np.ascontiguousarray(x), param)
+        hit = await cache.get(kind, key)
+        if hit is not None:
+            return json.loads(hit), {"X-Cache": "hit"}
+        answer = await compute()
+        await cache.put(key, json.dumps(answer).encode())
+        return answer, {"X-Cache": "miss"}
+
     @app.post("/recognize")
-    async def recognize(request: Request) -> dict[str, Any]:
+    async def recognize(request: Request) -> JSONResponse:
         t0 = time.monotonic()
         data, form = await read_form_file(request, "file")
-        x = await decode_upload(cfg, data)
+        x = await decode_upload(cfg, data, request)
         del data
-        text, segments = await transcribe(engine(), x, request.state.deadline)
+        language = str(form.get("language") or form.get("lang") or "auto")
+        answer, cache_header = await cached_json(
+            "asr", x, language, lambda: _transcript(engine(), x, request.state.deadline))
         duration = x.shape[0] / engine().sample_rate
         metrics.audio_seconds.labels(route="/recognize").inc(duration)
-        language = form.get("language") or form.get("lang") or "auto"
-        return {
-            "text": text, "status": "success", "language": str(language), "duration_s": round(duration, 3),
-            "segments": segments, "processing_s": round(time.monotonic() - t0, 4), "note": NOTE,
-        }
+        return JSONResponse({
+            "text": answer["text"], "status": "success", "language": language, "duration_s": round(duration, 3),
+            "segments": answer["segments"], "processing_s": round(time.monotonic() - t0, 4), "note": NOTE,
+        }, headers=cache_header)
 
     # -- 2. Fun-ASR WebUI (Gradio) -----------------------------------------------------------
     @app.post("/api/predict/")
-    async def gradio_predict(request: Request) -> dict[str, Any]:
+    async def gradio_predict(request: Request) -> JSONResponse:
         t0 = time.monotonic()
         body = await read_json(request)
         if not isinstance(body, dict) or "data" not in body:
@@ -389,28 +508,36 @@ def create_app(
         if not isinstance(items, list) or not items:
             raise ApiError("invalid_field", '"data" must be a non-empty list [audio, hotwords, language, itn]')
         raw = await asyncio.to_thread(_gradio_audio_bytes, items[0], cfg)
-        x = await decode_upload(cfg, raw)
+        x = await decode_upload(cfg, raw, request)
         del raw
-        text, _ = await transcribe(engine(), x, request.state.deadline)
+        language = items[2] if len(items) > 2 and isinstance(items[2], str) and items[2] else "auto"
+        answer, cache_header = await cached_json(
+            "asr", x, language, lambda: _transcript(engine(), x, request.state.deadline))
         metrics.audio_seconds.labels(route="/api/predict/").inc(x.shape[0] / engine().sample_rate)
         took = time.monotonic() - t0
-        return {"data": [text], "is_generating": False, "duration": took, "average_duration": took}
+        return JSONResponse({"data": [answer["text"]], "is_generating": False, "duration": took, "average_duration": took},
+                            headers=cache_header)
 
     # -- 3. Emotion2Vec-style -----------------------------------------------------------------
     @app.post("/api/v1/analyze")
-    async def analyze(request: Request) -> dict[str, Any]:
+    async def analyze(request: Request) -> JSONResponse:
         data, form = await read_form_file(request, "audio")
         granularity = form.get("granularity", "utterance")
         if granularity not in ("utterance", "frame"):
             raise ApiError("invalid_field", f"granularity must be 'utterance' or 'frame', got {str(granularity)[:40]!r}")
-        x = await decode_upload(cfg, data)
+        x = await decode_upload(cfg, data, request)
         del data
         e = engine()
-        segments = au.split_segments(x, e.max_segment_s, e.sample_rate)
-        outs = await _run(e, "emotion", segments, [s.shape[0] for s in segments], request.state.deadline)
         duration = x.shape[0] / e.sample_rate
+
+        async def compute() -> dict[str, Any]:
+            segments = au.split_segments(x, e.max_segment_s, e.sample_rate)
+            outs = await _run(e, "emotion", segments, [s.shape[0] for s in segments], request.state.deadline)
+            return _emotion_result(e, segments, outs, granularity, duration)
+
+        answer, cache_header = await cached_json("emotion", x, f"granularity={granularity}", compute)
         metrics.audio_seconds.labels(route="/api/v1/analyze").inc(duration)
-        return _emotion_result(e, segments, outs, granularity, duration)
+        return JSONResponse(answer, headers=cache_header)
 
     # -- 4. Sambert-HifiGan-style -------------------------------------------------------------
     @app.post("/api/synthesize")
@@ -426,14 +553,26 @@ def create_app(
             raise ApiError("invalid_field", f'field "text" must be a string, got {type(text).__name__}')
         if not text.strip():
             raise ApiError("text_empty", 'field "text" is empty; send some words to synthesise')
-        if len(text) > e.max_tts_chars:
-            raise ApiError("text_too_long", f"text has {len(text)} characters, over the limit of {e.max_tts_chars}; split it")
+        # the cap counts what the model receives: it lower-cases, and U+0130 lower-cases to two characters
+        n_chars = len(text.lower())
+        if n_chars > e.max_tts_chars:
+            raise ApiError("text_too_long", f"text has {n_chars} characters, over the limit of {e.max_tts_chars}; split it")
         emotion = body.get("emotion", "neutral")
         if not isinstance(emotion, str) or emotion not in e.emotion_classes:
             raise ApiError("unknown_emotion", f"emotion {str(emotion)[:40]!r} is not one of {', '.join(e.emotion_classes)}")
-        (wave,) = await _run(e, "tts", [(text, emotion)], [len(text)], request.state.deadline)
+        cache, key = state.cache, ""
+        if cache is not None:
+            key = make_key("tts", identity(), tts_text_key(text), emotion)
+            hit = await cache.get("tts", key)
+            if hit is not None:
+                metrics.audio_seconds.labels(route="/api/synthesize").inc(au.wav_seconds(hit))
+                return Response(hit, media_type="audio/wav", headers={"X-Cache": "hit"})
+        (wave,) = await _run(e, "tts", [(text, emotion)], [n_chars], request.state.deadline)
         wav = await asyncio.to_thread(au.encode_wav_pcm16, np.asarray(wave, dtype=np.float32).reshape(-1), e.sample_rate)
         metrics.audio_seconds.labels(route="/api/synthesize").inc(len(wave) / e.sample_rate)
+        if cache is not None:
+            await cache.put(key, wav)
+            return Response(wav, media_type="audio/wav", headers={"X-Cache": "miss"})
         return Response(wav, media_type="audio/wav")
 
     # -- 5. streaming ASR ---------------------------------------------------------------------
@@ -443,6 +582,11 @@ def create_app(
 
     app.add_middleware(Gate, state=state)
     return app
+
+
+async def _transcript(engine: Engine, x: np.ndarray, deadline: float) -> dict[str, Any]:
+    text, segments = await transcribe(engine, x, deadline)
+    return {"text": text, "segments": segments}
 
 
 def _gradio_audio_bytes(value: Any, cfg: ServerConfig) -> bytes:
@@ -490,11 +634,40 @@ def _emotion_result(e: Engine, segments: list[np.ndarray], outs: list[Any], gran
     return result
 
 
+def _tail(chunks: list[np.ndarray], n: int) -> np.ndarray:
+    """The last ``n`` samples of a stream held as int16 chunks, as float32 (copies only the tail)."""
+    picked, have = [], 0
+    for c in reversed(chunks):
+        picked.append(c)
+        have += c.shape[0]
+        if have >= n:
+            break
+    tail = np.concatenate(picked[::-1])[-n:] if picked else np.zeros(0, dtype=np.int16)
+    return tail.astype(np.float32) / 32768.0
+
+
+def _drain_to_float(chunks: list[np.ndarray], total: int) -> np.ndarray:
+    """The whole stream as float32, freeing each int16 chunk as it is copied: at most 6 bytes a sample held."""
+    out = np.empty(total, dtype=np.float32)
+    pos = 0
+    chunks.reverse()
+    while chunks:
+        c = chunks.pop()
+        out[pos:pos + c.shape[0]] = c
+        pos += c.shape[0]
+    out *= 1.0 / 32768.0
+    return out
+
+
 async def _ws_session(ws: WebSocket, state: ServerState) -> None:
     """Protocol: binary PCM16 16 kHz mono chunks -> partial per chunk; {"type": "end"} -> final, close 1000.
 
     A bad message gets an error frame and the socket keeps working; audio over --max-audio-s
-    gets an error frame and close code 1009.
+    gets an error frame and close 1009. Bounded: at most --max-streams sessions (one more is
+    closed 1013), the audio held counts against --memory-budget-mb (over it: error frame
+    ``queue_full``, close 1013), a session silent for --stream-idle-timeout-s or longer than
+    --max-stream-s gets an error frame and close 1008, and a drain closes idle sessions
+    with 1001 (new ones get 1013).
     """
     cfg, m, route = state.cfg, state.metrics, "/ws/asr"
     t0 = time.monotonic()
@@ -504,9 +677,11 @@ async def _ws_session(ws: WebSocket, state: ServerState) -> None:
         m.requests.labels(route=route, status="401").inc()
         await ws.close(code=1008)
         return
-    if not state.ready:
+    if not state.ready or state.streams >= cfg.max_streams:
         if state.draining:
             m.rejected.labels(route=route, reason="draining").inc()
+        elif state.ready:
+            m.rejected.labels(route=route, reason="queue_full").inc()
         m.requests.labels(route=route, status="503").inc()
         await ws.close(code=1013)
         return
@@ -514,9 +689,13 @@ async def _ws_session(ws: WebSocket, state: ServerState) -> None:
     assert e is not None
     await ws.accept()
     state.inflight += 1
+    state.streams += 1
     m.inflight.labels(route=route).inc()
-    chunks: list[np.ndarray] = []
+    reservation = state.budget.reservation()
+    window_n = int(PARTIAL_WINDOW_S * e.sample_rate)
+    chunks: list[np.ndarray] = []  # int16: half the memory of float32
     total, seq = 0, 0
+    last = time.monotonic()
 
     async def send_error(code: str, message: str) -> None:
         reason = ERRORS.get(code, (0, "bad_input"))[1]
@@ -524,27 +703,57 @@ async def _ws_session(ws: WebSocket, state: ServerState) -> None:
             m.rejected.labels(route=route, reason=reason).inc()
         await ws.send_json({"type": "error", **error_body(code, message)})
 
+    async def close_with(code: str, message: str, close_code: int) -> str:
+        await send_error(code, message)
+        await ws.close(code=close_code)
+        return str(ERRORS[code][0])
+
     try:
         while True:
-            msg = await ws.receive()
+            try:
+                msg = await asyncio.wait_for(ws.receive(), timeout=WS_POLL_S)
+            except asyncio.TimeoutError:
+                now = time.monotonic()
+                if state.draining:
+                    status = await close_with("draining", "server is shutting down; reconnect to another instance", 1001)
+                    break
+                if now - last >= cfg.stream_idle_timeout_s:
+                    status = await close_with(
+                        "stream_idle", f"no message for --stream-idle-timeout-s {cfg.stream_idle_timeout_s:g}; "
+                                       'send audio chunks, then {"type": "end"}', 1008)
+                    break
+                if now - t0 >= cfg.max_stream_s:
+                    status = await close_with("stream_too_long", f"session is over --max-stream-s {cfg.max_stream_s:g}", 1008)
+                    break
+                continue
+            last = time.monotonic()
+            if last - t0 >= cfg.max_stream_s:
+                status = await close_with("stream_too_long", f"session is over --max-stream-s {cfg.max_stream_s:g}", 1008)
+                break
             if msg["type"] == "websocket.disconnect":
                 status = "499"  # client went away before "end"
                 break
             if msg.get("bytes") is not None:
+                data = msg["bytes"]
                 try:
-                    x = au.decode_pcm16(msg["bytes"], cfg.max_audio_s)
+                    au.decode_pcm16(data, cfg.max_audio_s)  # validates: whole samples, not empty, finite
                 except au.AudioError as exc:
+                    if exc.code == "audio_too_long":  # one chunk over the limit: the stream is, too
+                        status = await close_with(exc.code, f"stream is over --max-audio-s {cfg.max_audio_s:g}", 1009)
+                        break
                     await send_error(exc.code, str(exc))
                     continue
-                if (total + x.shape[0]) / e.sample_rate > cfg.max_audio_s:
-                    await send_error("audio_too_long", f"stream is over --max-audio-s {cfg.max_audio_s:g}")
-                    await ws.close(code=1009)
-                    status = "413"
+                n = len(data) // 2
+                if (total + n) / e.sample_rate > cfg.max_audio_s:
+                    status = await close_with("audio_too_long", f"stream is over --max-audio-s {cfg.max_audio_s:g}", 1009)
                     break
-                chunks.append(x)
-                total += x.shape[0]
+                if not reservation.grow_to(2 * (total + n) + 4 * window_n):
+                    status = await close_with("queue_full", OVER_BUDGET.format(mb=cfg.memory_budget_mb), 1013)
+                    break
+                chunks.append(np.frombuffer(data, dtype="<i2").copy())
+                total += n
                 seq += 1
-                window = np.concatenate(chunks)[-int(PARTIAL_WINDOW_S * e.sample_rate):]
+                window = _tail(chunks, window_n)
                 try:
                     (out,) = await _run(e, "asr", [window], [window.shape[0]], time.monotonic() + cfg.request_timeout_s)
                 except ApiError as exc:
@@ -553,22 +762,24 @@ async def _ws_session(ws: WebSocket, state: ServerState) -> None:
                 await ws.send_json({"type": "partial", "text": out.text, "seq": seq, "audio_s": round(total / e.sample_rate, 3)})
                 continue
             try:
-                obj = json.loads(msg.get("text") or "")
-            except ValueError:
-                await send_error("invalid_json", 'text frames must be JSON, e.g. {"type": "end"}')
+                obj = parse_json(msg.get("text") or "")
+            except ApiError as exc:
+                await send_error(exc.code, f'{exc}; text frames must be JSON, e.g. {{"type": "end"}}')
                 continue
             if not isinstance(obj, dict) or obj.get("type") != "end":
                 await send_error("invalid_field", 'unknown message; send binary PCM16 chunks, then {"type": "end"}')
                 continue
-            full = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+            if not reservation.grow_to(2 * total + 4 * total + 4 * window_n):
+                status = await close_with("queue_full", OVER_BUDGET.format(mb=cfg.memory_budget_mb), 1013)
+                break
+            full = _drain_to_float(chunks, total)
             text, segments = ("", [])
             if full.size:
                 try:
-                    text, segments = await transcribe(e, full, time.monotonic() + cfg.request_timeout_s)
+                    text, segments = await transcribe(e, full, time.monotonic() + cfg.request_timeout_s,
+                                                      wait_for_room=True)
                 except ApiError as exc:
-                    await send_error(exc.code, str(exc))
-                    await ws.close(code=1013)
-                    status = str(exc.status)
+                    status = await close_with(exc.code, str(exc), 1013)
                     break
             m.audio_seconds.labels(route=route).inc(total / e.sample_rate)
             await ws.send_json({"type": "final", "text": text, "seq": seq + 1, "audio_s": round(total / e.sample_rate, 3),
@@ -578,7 +789,9 @@ async def _ws_session(ws: WebSocket, state: ServerState) -> None:
     except WebSocketDisconnect:
         status = "499"
     finally:
+        reservation.release()
         state.inflight -= 1
+        state.streams -= 1
         m.inflight.labels(route=route).dec()
         m.requests.labels(route=route, status=status).inc()
         m.request_duration.labels(route=route).observe(time.monotonic() - t0)

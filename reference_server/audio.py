@@ -12,11 +12,17 @@ import io
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 SAMPLE_RATE = 16000
+# declared rates outside this range are refused: a WAV declaring 1 Hz turned 2 KB into 1,100 s of work
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
+MAX_CHANNELS = 32
+MAX_PATH_CHARS = 1024
 
 
 class AudioError(Exception):
@@ -73,8 +79,12 @@ def _wav_truncation(data: bytes) -> str:
     return ""
 
 
-def decode(data: bytes, max_audio_s: float) -> np.ndarray:
-    """Any container soundfile reads (wav, flac, ogg, mp3), any rate, mono or stereo -> 16 kHz mono float32."""
+def decode(data: bytes, max_audio_s: float, on_header: Callable[[int, int, int], None] | None = None) -> np.ndarray:
+    """Any container soundfile reads (wav, flac, ogg, mp3), any rate, mono or stereo -> 16 kHz mono float32.
+
+    ``on_header(frames, channels, sample_rate)`` runs once the header is read and before the
+    samples are: the admission check of what decoding will hold (it may raise to refuse).
+    """
     import soundfile as sf
 
     if not data:
@@ -83,20 +93,33 @@ def decode(data: bytes, max_audio_s: float) -> np.ndarray:
     if truncated:
         raise AudioError("invalid_audio", f"{truncated}; upload the complete file")
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            sr = int(f.samplerate)
-            if f.frames > 0 and f.frames / sr > max_audio_s:
-                raise AudioError(
-                    "audio_too_long",
-                    f"audio is {f.frames / sr:.1f} s, over the server's limit --max-audio-s {max_audio_s:g}",
-                )
-            samples = f.read(dtype="float32", always_2d=True)
-    except AudioError:
-        raise
+        f = sf.SoundFile(io.BytesIO(data))
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        why = re.sub(r"^Error opening <[^>]*>: ", "", (str(exc).splitlines() or [type(exc).__name__])[0])[:120]
-        raise AudioError("invalid_audio", f"cannot decode the audio ({why}); send wav, flac, ogg or mp3") from exc
+        raise AudioError("invalid_audio", f"cannot decode the audio ({_why(exc)}); send wav, flac, ogg or mp3") from exc
+    with f:
+        sr, channels = int(f.samplerate), int(f.channels)
+        if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+            raise AudioError("invalid_audio", f"the audio declares a sample rate of {sr} Hz; accepted: "
+                                              f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise AudioError("invalid_audio", f"the audio declares {channels} channels; accepted: 1-{MAX_CHANNELS}")
+        if f.frames > 0 and f.frames / sr > max_audio_s:
+            raise AudioError(
+                "audio_too_long",
+                f"audio is {f.frames / sr:.1f} s, over the server's limit --max-audio-s {max_audio_s:g}",
+            )
+        if on_header is not None:
+            on_header(int(f.frames), channels, sr)
+        try:
+            # never more than the duration limit allows, whatever the header said about the length
+            samples = f.read(frames=int(max_audio_s * sr) + 1, dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioError("invalid_audio", f"cannot decode the audio ({_why(exc)}); send wav, flac, ogg or mp3") from exc
     return _finish(samples, sr, max_audio_s)
+
+
+def _why(exc: BaseException) -> str:
+    return re.sub(r"^Error opening <[^>]*>: ", "", (str(exc).splitlines() or [type(exc).__name__])[0])[:120]
 
 
 def decode_pcm16(data: bytes, max_audio_s: float) -> np.ndarray:
@@ -121,18 +144,32 @@ def decode_data_url(value: str) -> bytes:
 
 
 def resolve_data_path(value: str, data_dir: str | None) -> Path:
-    """A client-named file, allowed only inside ``data_dir`` (symlinks resolved before the check)."""
+    """A client-named file, allowed only inside ``data_dir`` (symlinks resolved before the check).
+
+    Never raises anything but :class:`AudioError`, and never quotes the value back (it may be
+    a whole base64 upload sent without its ``data:`` prefix).
+    """
+    hint = "send the audio as data:audio/wav;base64,<payload> or name a file inside --data-dir"
     if data_dir is None:
-        raise AudioError("path_not_allowed", "file paths are refused: the server was started without --data-dir")
+        raise AudioError("path_not_allowed", f"file paths are refused: the server was started without --data-dir; {hint}")
+    if "\x00" in value:
+        raise AudioError("path_not_allowed", f"the path contains a NUL byte; {hint}")
+    if len(value) > MAX_PATH_CHARS:
+        raise AudioError("path_not_allowed", f"the path is {len(value)} characters, over {MAX_PATH_CHARS}; {hint}")
     root = Path(data_dir).resolve()
     candidate = Path(value)
     if ".." in candidate.parts:
-        raise AudioError("path_not_allowed", f"path {value!r} contains '..'; name a file inside --data-dir")
-    full = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not full.is_relative_to(root):
-        raise AudioError("path_not_allowed", f"path {value!r} is outside --data-dir; name a file inside it")
-    if not full.is_file():
-        raise AudioError("file_not_found", f"no file {value!r} inside --data-dir")
+        raise AudioError("path_not_allowed", "the path contains '..'; name a file inside --data-dir")
+    try:
+        full = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        inside = full.is_relative_to(root)
+        is_file = inside and full.is_file()
+    except (OSError, ValueError, RuntimeError):  # ENAMETOOLONG, ELOOP, EACCES, ...
+        raise AudioError("file_not_found", f"no readable file by that name inside --data-dir; {hint}") from None
+    if not inside:
+        raise AudioError("path_not_allowed", "the path is outside --data-dir; name a file inside it")
+    if not is_file:
+        raise AudioError("file_not_found", f"no such file inside --data-dir; {hint}")
     return full
 
 
@@ -154,8 +191,17 @@ def encode_wav_pcm16(x: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
     return buf.getvalue()
 
 
+def wav_seconds(wav: bytes) -> float:
+    """Duration of a PCM16 mono WAV that :func:`encode_wav_pcm16` wrote (44-byte header)."""
+    rate = int.from_bytes(wav[24:28], "little") or SAMPLE_RATE
+    return max(len(wav) - 44, 0) / 2 / rate
+
+
 def read_file(path: Path, limit_bytes: int) -> bytes:
-    size = os.path.getsize(path)
-    if size > limit_bytes:
-        raise AudioError("body_too_large", f"file is {size} bytes, over --max-body-mb")
-    return path.read_bytes()
+    try:
+        size = os.path.getsize(path)
+        if size > limit_bytes:
+            raise AudioError("body_too_large", f"file is {size} bytes, over --max-body-mb")
+        return path.read_bytes()
+    except OSError:
+        raise AudioError("file_not_found", "the file inside --data-dir cannot be read") from None

@@ -26,9 +26,17 @@ def serve(
     max_audio_s: Annotated[float, typer.Option(help="Longest accepted audio, seconds (longer: 413 audio_too_long).")] = 1200.0,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB (larger: 413 body_too_large).")] = 100.0,
     data_dir: Annotated[Optional[Path], typer.Option(help="Directory whose files /api/predict/ may name by path; without it paths are refused.")] = None,
-    api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' on the APIs (/health, /ready, /metrics stay open).", envvar="ASRTK_API_KEY")] = None,
+    api_key: Annotated[Optional[str], typer.Option(help="Require 'Authorization: Bearer KEY' on the APIs (/health, /ready, /metrics stay open). Printable ASCII; required when --host is not loopback.", envvar="ASRTK_API_KEY")] = None,
     request_timeout_s: Annotated[float, typer.Option(help="Deadline per request; past it: 504 deadline_exceeded.")] = 300.0,
     drain_timeout_s: Annotated[float, typer.Option(help="On SIGTERM, wait at most this long for in-flight requests.")] = 30.0,
+    drain_grace_s: Annotated[float, typer.Option(help="On SIGTERM, keep answering /ready with 503 draining for at least this long before the listener closes, so a load balancer that polls /ready sees the drain (set it to the balancer's check interval).")] = 0.0,
+    memory_budget_mb: Annotated[float, typer.Option(help="Per worker: memory that admitted requests may hold (body, decoded and resampled audio, estimated before the body is read and checked again from the audio header). Beyond it: 503 queue_full. A request alone is always admitted.")] = 1024.0,
+    max_streams: Annotated[int, typer.Option(help="Per worker: concurrent /ws/asr sessions; one more is closed with 1013 (try again later).")] = 32,
+    stream_idle_timeout_s: Annotated[float, typer.Option(help="A /ws/asr session that sends nothing for this long gets an error frame and close 1008.")] = 30.0,
+    max_stream_s: Annotated[float, typer.Option(help="Longest /ws/asr session, wall-clock seconds; past it: error frame and close 1008.")] = 1800.0,
+    max_header_kb: Annotated[float, typer.Option(help="Largest request line plus headers, KiB (larger: 431).")] = 32.0,
+    cache: Annotated[Optional[str], typer.Option(help="Result cache for TTS, emotion and ASR answers: memory[:SIZE] (in-process LRU, default 256MiB), redis://HOST:PORT/DB (shared; down or slow = a miss, never a failed request), or both comma-separated (memory in front of Redis). Responses carry X-Cache: hit|miss.")] = None,
+    cache_ttl_s: Annotated[float, typer.Option(help="Lifetime of a cached answer, seconds (the TTS service's 24 h by default).")] = 86400.0,
     threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads per session (default: ORT's choice, one per core). On a small CPU box with a light model, 1 leaves a core for HTTP.")] = None,
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info or debug.")] = "info",
 ) -> None:
@@ -41,6 +49,8 @@ def serve(
       asrtk serve --model small --workers 2 --max-batch 16 --port 9000
 
       asrtk serve --api-key s3cret --data-dir /srv/audio
+
+      asrtk serve --cache memory:512MiB,redis://127.0.0.1:6379/0
     """
     from reference_server.config import ServerConfig
     from reference_server.run import serve as run_serve
@@ -49,7 +59,9 @@ def serve(
         host=host, port=port, model=model, device=device, workers=workers, max_batch=max_batch,
         max_wait_ms=max_wait_ms, max_queue=max_queue, max_audio_s=max_audio_s, max_body_mb=max_body_mb,
         data_dir=str(data_dir) if data_dir is not None else None, api_key=api_key,
-        request_timeout_s=request_timeout_s, drain_timeout_s=drain_timeout_s, threads=threads, log_level=log_level,
+        request_timeout_s=request_timeout_s, drain_timeout_s=drain_timeout_s, drain_grace_s=drain_grace_s,
+        memory_budget_mb=memory_budget_mb, max_streams=max_streams, stream_idle_timeout_s=stream_idle_timeout_s,
+        max_stream_s=max_stream_s, max_header_kb=max_header_kb, cache=cache, cache_ttl_s=cache_ttl_s, threads=threads, log_level=log_level,
     )
     code = run_serve(cfg)
     if code:

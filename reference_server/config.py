@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.errors import UsageError
+from toolkit.units import is_loopback
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -28,6 +29,14 @@ class ServerConfig:
     api_key: str | None = None
     request_timeout_s: float = 300.0
     drain_timeout_s: float = 30.0
+    drain_grace_s: float = 0.0
+    memory_budget_mb: float = 1024.0
+    max_streams: int = 32
+    stream_idle_timeout_s: float = 30.0
+    max_stream_s: float = 1800.0
+    max_header_kb: float = 32.0
+    cache: str | None = None  # memory[:SIZE], redis://HOST:PORT/DB, or both comma-separated
+    cache_ttl_s: float = 86400.0
     threads: int | None = None
     log_level: str = "info"
 
@@ -49,9 +58,29 @@ class ServerConfig:
         need(self.max_body_mb > 0, f"--max-body-mb must be > 0, got {self.max_body_mb}")
         need(self.request_timeout_s > 0, f"--request-timeout-s must be > 0, got {self.request_timeout_s}")
         need(self.drain_timeout_s >= 0, f"--drain-timeout-s must be >= 0, got {self.drain_timeout_s}")
+        need(self.drain_grace_s >= 0, f"--drain-grace-s must be >= 0, got {self.drain_grace_s}")
+        need(self.memory_budget_mb > 0, f"--memory-budget-mb must be > 0, got {self.memory_budget_mb}")
+        need(self.max_streams >= 1, f"--max-streams must be >= 1, got {self.max_streams}")
+        need(self.stream_idle_timeout_s > 0, f"--stream-idle-timeout-s must be > 0, got {self.stream_idle_timeout_s}")
+        need(self.max_stream_s > 0, f"--max-stream-s must be > 0, got {self.max_stream_s}")
+        need(1 <= self.max_header_kb <= 1024, f"--max-header-kb must be between 1 and 1024, got {self.max_header_kb}")
+        need(self.cache_ttl_s > 0, f"--cache-ttl-s must be > 0, got {self.cache_ttl_s}")
+        if self.cache is not None:
+            from reference_server.cache import CacheSpecError, parse_cache
+
+            try:
+                parse_cache(self.cache)
+            except CacheSpecError as exc:
+                raise UsageError(str(exc)) from None
         need(self.threads is None or self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
         need(self.log_level in LOG_LEVELS, f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         need(self.api_key is None or self.api_key != "", "--api-key must not be empty (leave it out to disable auth)")
+        need(self.api_key is None or all(0x21 <= ord(c) <= 0x7E for c in self.api_key),
+             "--api-key must be printable ASCII without spaces (it travels in an HTTP header); "
+             "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        need(self.api_key is not None or is_loopback(self.host),
+             f"--host {self.host} listens beyond loopback: set --api-key (or ASRTK_API_KEY) so that only "
+             "clients holding the key are served")
         if self.model_is_path:
             need(Path(self.model).is_file(), f"--model {self.model} does not exist; pass a preset name or an existing .onnx file")
         else:
@@ -60,6 +89,14 @@ class ServerConfig:
             need(self.model in PRESETS, f"--model {self.model!r} is not a preset ({', '.join(PRESETS)}) nor an .onnx file path")
         if self.data_dir is not None:
             need(Path(self.data_dir).is_dir(), f"--data-dir {self.data_dir} is not a directory; create it or fix the path")
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        return int(self.memory_budget_mb * 1024 * 1024)
+
+    @property
+    def max_header_bytes(self) -> int:
+        return int(self.max_header_kb * 1024)
 
     @property
     def max_body_bytes(self) -> int:

@@ -3,7 +3,10 @@
 With several worker processes, prometheus_client's multiprocess mode is used (the
 supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker imports the client):
 counters and histograms add up across workers, gauges use ``livesum`` (``livemax``
-for ``asrtk_model_info``, which is always 1) so dead workers drop out.
+for ``asrtk_model_info``, which is always 1) so dead workers drop out once the supervisor
+marks them dead. ``asrtk_worker_restarts_total`` is written by the supervisor itself
+(:func:`worker_restarts_counter`); every worker also creates it at 0, so a single worker
+exposes it too.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ _BUCKETS = {
     "asrtk_queue_wait_seconds": spec.LATENCY_BUCKETS_S,
     "asrtk_inference_duration_seconds": spec.LATENCY_BUCKETS_S,
     "asrtk_batch_size": spec.BATCH_SIZE_BUCKETS,
+    "asrtk_cache_lookup_duration_seconds": spec.CACHE_LOOKUP_BUCKETS_S,
 }
-_GAUGE_MODE = {"asrtk_model_info": "livemax"}
+_GAUGE_MODE = {"asrtk_model_info": "livemax", "asrtk_cache_degraded": "livemax"}
 
 
 def multiprocess_enabled() -> bool:
@@ -59,6 +63,7 @@ class ServerMetrics:
         self.process_cpu = self._m["asrtk_process_cpu_seconds_total"]
         self._cpu_seen = 0.0
         self.model_info = self._m["asrtk_model_info"]
+        self.worker_restarts = self._m["asrtk_worker_restarts_total"]  # incremented by the supervisor only
         # Pre-create label sets so dashboards see zeros instead of missing series.
         for route in spec.ROUTES:
             self.inflight.labels(route=route).set(0)
@@ -67,6 +72,26 @@ class ServerMetrics:
         for model in spec.MODELS:
             self.queue_depth.labels(model=model).set(0)
         self.ready.set(0)
+        self.cache_degraded = self._m["asrtk_cache_degraded"]
+        self.cache_degraded.set(0)
+        self._m["asrtk_cache_memory_bytes"].set(0)
+
+    # CacheMetrics (reference_server.cache)
+    def lookup(self, model: str, level: str, result: str, seconds: float) -> None:
+        self._m["asrtk_cache_lookups_total"].labels(model=model, level=level, result=result).inc()
+        self._m["asrtk_cache_lookup_duration_seconds"].labels(level=level).observe(seconds)
+
+    def eviction(self, level: str) -> None:
+        self._m["asrtk_cache_evictions_total"].labels(level=level).inc()
+
+    def error(self, level: str, op: str) -> None:
+        self._m["asrtk_cache_errors_total"].labels(level=level, op=op).inc()
+
+    def degraded(self, on: bool) -> None:
+        self.cache_degraded.set(1 if on else 0)
+
+    def memory_bytes(self, n: int) -> None:
+        self._m["asrtk_cache_memory_bytes"].set(n)
 
     def update_cpu(self) -> None:
         """Add this process's CPU since the last call (called every second and before a scrape)."""
@@ -101,7 +126,25 @@ class ServerMetrics:
 
 
 def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (``asrtk_ready``, in-flight, queue depth) from the sums."""
     if multiprocess_enabled():
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
+
+
+def worker_restarts_counter(prom_dir: str):  # noqa: ANN201 - prometheus_client.Counter, imported late on purpose
+    """``asrtk_worker_restarts_total`` for the supervisor: a counter file of its own pid in ``prom_dir``.
+
+    Sets ``PROMETHEUS_MULTIPROC_DIR`` in this process's environment. prometheus_client picks
+    single- or multi-process values when it is first imported, so this must run before
+    anything in the supervisor imports it (nothing does before :func:`reference_server.run.supervise`).
+    """
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
+    from prometheus_client import CollectorRegistry, Counter, values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        raise RuntimeError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set: "
+                           "the supervisor's asrtk_worker_restarts_total would not reach the workers' /metrics")
+    m = next(m for m in spec.METRICS if m.name == "asrtk_worker_restarts_total")
+    return Counter(m.name.removesuffix("_total"), m.help, registry=CollectorRegistry())

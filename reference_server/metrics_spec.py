@@ -20,6 +20,10 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
     180.0, 300.0, 600.0, 900.0,
 )
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+# result-cache lookups: microseconds in process, up to the Redis deadline (0.2 s) and past it
+CACHE_LOOKUP_BUCKETS_S: tuple[float, ...] = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0,
+)
 
 # Routes as they appear in the `route` label (the path template, never the raw URL).
 ROUTES = ("/recognize", "/api/predict/", "/api/v1/analyze", "/api/synthesize", "/ws/asr")
@@ -27,6 +31,9 @@ ROUTES = ("/recognize", "/api/predict/", "/api/v1/analyze", "/api/synthesize", "
 MODELS = ("asr", "emotion", "tts")
 # Reasons as they appear in the `reason` label of the rejected counter.
 REJECT_REASONS = ("queue_full", "deadline", "too_large", "unauthorized", "draining", "bad_input")
+# Result-cache levels and lookup results (`--cache`; docs/server.md "Result cache").
+CACHE_LEVELS = ("memory", "redis")
+CACHE_RESULTS = ("hit", "miss", "error")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,21 @@ METRICS: tuple[MetricSpec, ...] = (
                "1 when models are loaded and warmed and the server accepts work, else 0 (per worker, summed)."),
     MetricSpec("asrtk_model_info", "gauge", ("model", "preset", "provider"),
                "Always 1; labels say which model preset and ONNX Runtime provider run."),
+    MetricSpec("asrtk_cache_lookups_total", "counter", ("model", "level", "result"),
+               "Result-cache lookups by model, level (memory, redis) and result (hit, miss, error: Redis down or "
+               "slow, counted as a miss). A request is a hit when any level hits."),
+    MetricSpec("asrtk_cache_lookup_duration_seconds", "histogram", ("level",),
+               "Time of one result-cache lookup, seconds (Redis: bounded by its 0.2 s deadline)."),
+    MetricSpec("asrtk_cache_evictions_total", "counter", ("level",),
+               "Entries evicted from the in-process cache to stay within its size (--cache memory:SIZE)."),
+    MetricSpec("asrtk_cache_errors_total", "counter", ("level", "op"),
+               "Failed cache operations (op get or set); the request is served without the cache."),
+    MetricSpec("asrtk_cache_degraded", "gauge", (),
+               "1 while Redis is failing and the cache runs without it (lookups are misses), else 0."),
+    MetricSpec("asrtk_cache_memory_bytes", "gauge", (),
+               "Bytes of values held by the in-process cache (summed over worker processes)."),
+    MetricSpec("asrtk_worker_restarts_total", "counter", (),
+               "Worker processes the supervisor restarted after they died (--workers N > 1; always 0 with one worker)."),
 )
 
 

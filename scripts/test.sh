@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian/Ubuntu machine and runs it:
-#   Debian packages: nginx, prometheus (+ promtool), espeak-ng, sox, postgresql   (real tools, no mocks)
+#   Debian packages: nginx, prometheus (+ promtool), espeak-ng, sox, postgresql, redis-server   (real tools, no mocks)
 #   a virtual environment .venv with asrtk installed editable plus its test extras
 #   then: python -m pytest  (extra arguments are passed to pytest, e.g. ./scripts/test.sh -m "not slow")
 set -euo pipefail
@@ -13,10 +13,11 @@ command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
 # the server binaries (initdb, pg_ctl) are not on PATH in Debian: look where the package puts them
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  # The packages would start their own nginx, prometheus and postgresql services; the tests start (and stop,
+  # The packages would start their own nginx, prometheus, postgresql and redis services; the tests start (and stop,
   # by PID) their own instances. Debian's policy-rc.d hook (exit 101) keeps the packages from
   # starting anything, so nothing has to be stopped afterwards: no process is ever killed by name.
   policy=/usr/sbin/policy-rc.d

@@ -1,4 +1,4 @@
-"""Body limits over a real socket: uvicorn parses the HTTP framing, the server answers 413 mid-upload.
+"""Over a real socket: 413 mid-upload, and what the HTTP layer refuses before the app (JSON 400, 431).
 
 Every other bad input and refusal (codes, statuses, error shape, auth, overload, deadlines)
 is checked in process by tests/unit/test_server_validation.py with a fake engine.
@@ -74,4 +74,53 @@ def test_body_over_limit_streamed_without_content_length(client: httpx.Client) -
     r = client.post("/recognize", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"})
     assert r.request.headers["transfer-encoding"] == "chunked"
     assert_error(r, 413, "body_too_large")
+    assert_still_serving(client)
+
+
+def _raw(server: EmbeddedServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection; the whole answer (these answers close the connection)."""
+    import socket
+
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        try:
+            s.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before it has read everything
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def _json_error(status_headers_body: tuple[int, dict[str, str], bytes], status: int, code: str) -> None:
+    import json
+
+    got, headers, body = status_headers_body
+    assert got == status, body
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == code
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GARBAGE\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Without Colon\r\n\r\n",
+    b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+])
+def test_unparsable_requests_get_json_400(server: EmbeddedServer, client: httpx.Client, request_bytes: bytes) -> None:
+    _json_error(_raw(server, request_bytes), 400, "invalid_request")
+    assert_still_serving(client)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_request_head_over_the_limit_gets_431_before_it_is_buffered(server: EmbeddedServer, client: httpx.Client,
+                                                                    split: bool) -> None:
+    # the default --max-header-kb is 32: one 40 KiB header, or many small ones
+    headers = b"X-Big: " + b"a" * 40960 + b"\r\n" if not split else b"".join(b"X-%d: %s\r\n" % (i, b"b" * 100) for i in range(400))
+    _json_error(_raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"), 431, "headers_too_large")
+    assert client.get("/health", headers={"X-Fine": "a" * 8000}).status_code == 200
     assert_still_serving(client)
