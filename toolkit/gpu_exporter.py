@@ -78,3 +78,39 @@ class GpuCollector(Collector):
                 if v is not None:
                     families[f.name].add_metric(labels, float(v))
         yield from families.values()
+
+
+def serve_metrics(registry: object, host: str, port: int, token: str | None) -> object:
+    """Serve ``registry`` on ``http://host:port/metrics`` in a daemon thread; returns the server
+    (``server_port``, ``shutdown()``). With ``token``, every request needs ``Authorization: Bearer
+    <token>`` (Prometheus: ``authorization: {credentials_file: ...}`` in the scrape job), else 401."""
+    import hmac
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    metrics_app = make_wsgi_app(registry)  # type: ignore[arg-type]
+    expected = token.encode("ascii") if token else None
+
+    def app(environ: dict, start_response: Callable) -> object:  # type: ignore[type-arg]
+        if expected is not None:
+            got = environ.get("HTTP_AUTHORIZATION", "").encode("latin-1")
+            scheme, _, value = got.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), expected):
+                start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
+                return [b"missing or wrong bearer token\n"]
+        return metrics_app(environ, start_response)
+
+    class _Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - no request lines in logs
+            pass
+
+    server = make_server(host.strip("[]"), port, app, server_class=_Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -31,13 +31,6 @@ class HostSource(Protocol):
     def cpu_split_cores(self) -> tuple[float, float] | None: ...
 
 
-LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
-
-
-def is_loopback_host(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
 def listening_pids(port: int) -> list[int]:
     """Processes listening on a local TCP ``port`` ([] where the OS will not say, e.g. not root on macOS)."""
     import psutil

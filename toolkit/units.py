@@ -132,6 +132,17 @@ def parse_hostport(text: str, flag: str, *, weight: bool = True) -> HostPort:
     return HostPort(m.group(1), port, w)
 
 
+_RATE_RE = re.compile(r"^\s*(\d+)\s*(?:r/(s|m))?\s*$")
+
+
+def parse_rate(text: str, flag: str) -> str:
+    """A request rate as nginx's ``limit_req_zone`` writes it: ``300`` / ``300r/s`` -> ``300r/s``, ``20r/m``."""
+    m = _RATE_RE.match(str(text))
+    if not m or int(m.group(1)) < 1:
+        raise UsageError(f"{flag} must be a whole rate >= 1 like 300r/s or 20r/m, got {text!r}")
+    return f"{int(m.group(1))}r/{m.group(2) or 's'}"
+
+
 def parse_int_list(text: str, flag: str) -> list[int]:
     """``1,2,4`` -> [1, 2, 4] (each >= 1, no duplicates)."""
     try:
@@ -203,3 +214,18 @@ def public_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ``::1`` (bracketed or not) or ``localhost``; a wildcard, a name or a LAN address is not.
+
+    The one answer to "may this listen without a secret?" (serve, the bench master, gpu-exporter).
+    """
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

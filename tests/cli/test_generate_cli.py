@@ -78,6 +78,9 @@ def test_flags_without_plan_and_defaults_note(tmp_path: Path) -> None:
     "args, code, message",
     [
         (["generate", "all"], 2, "give --plan plan.yaml"),
+        (["generate", "all", "--hosts", "h:1", "--upstream", "h:2", "--target-qps", "5"], 2, "not both"),
+        (["generate", "all", "--hosts", "h:1,h:1", "--target-qps", "5"], 2, "h:1 is already on list item 1"),
+        (["generate", "all", "--hosts", "h:1 spare", "--target-qps", "5"], 2, "cannot read 'spare'"),
         (["generate", "all", "--plan", "/nonexistent/plan.yaml"], 2, "plan file /nonexistent/plan.yaml not found"),
         (["generate", "all", "--upstream", "h:1"], 2, "--target-qps is required"),
         (["generate", "all", "--upstream", "nohost", "--target-qps", "5"], 2, "is not HOST:PORT"),
@@ -127,20 +130,97 @@ def test_gpu_exporter_without_driver_says_so_in_one_line() -> None:
     assert r.stdout == ""
 
 
-def test_reads_the_plan_that_asrtk_plan_writes(tmp_path: Path) -> None:
-    """Contract with `asrtk plan`: its plan.yaml feeds the generators without hand edits."""
+def _csv_plan(tmp_path: Path, *extra: str) -> Path:
     csv = tmp_path / "m.csv"
     csv.write_text("workers,qps,p95_s,error_rate,node\n1,10,0.5,0,gpu-a\n2,20,0.7,0,gpu-a\n4,35,1.2,0.001,gpu-a\n")
     r = runner.invoke(app, ["plan", "--target-qps", "100", "--slo", "p95=1.3s", "--measurements", str(csv),
-                            "--out", str(tmp_path / "plan")])
+                            "--out", str(tmp_path / "plan"), *extra])
     assert r.exit_code == 0, r.output
+    return tmp_path / "plan/plan.yaml"
+
+
+def test_reads_the_plan_that_asrtk_plan_writes(tmp_path: Path) -> None:
+    """Contract with `asrtk plan`: its plan.yaml feeds the generators without hand edits."""
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"10.0.0.{i}:8000\n" for i in range(1, 6)))
+    plan = _csv_plan(tmp_path, "--hosts", str(hosts))
     out = tmp_path / "ops"
-    r = runner.invoke(app, ["generate", "all", "--plan", str(tmp_path / "plan/plan.yaml"), "--out", str(out)])
+    r = runner.invoke(app, ["generate", "all", "--plan", str(plan), "--out", str(out)])
     assert r.exit_code == 0, r.output
     conf = (out / "nginx/asrtk.conf").read_text()
-    plan = yaml.safe_load((tmp_path / "plan/plan.yaml").read_text())
-    for member in plan["fleet"]:
+    doc = yaml.safe_load(plan.read_text())
+    assert [m["address"] for m in doc["fleet"]] == [f"10.0.0.{i}:8000" for i in range(1, 6)]
+    for member in doc["fleet"]:
         line = f"server {member['address']} weight={member['weight']} "
         assert line in conf
         assert (f"{line}max_fails=3 fail_timeout=10s backup;" in conf) == member["backup"]
     assert "snapped up to the histogram bucket boundary 1.5 s" in r.stderr
+
+
+def test_a_plan_without_addresses_is_refused_in_one_line_naming_hosts(tmp_path: Path) -> None:
+    plan = _csv_plan(tmp_path)
+    assert all(m["address"] is None for m in yaml.safe_load(plan.read_text())["fleet"])
+    for kind in ("nginx", "prometheus", "dashboards", "all"):
+        out = tmp_path / f"o-{kind}"
+        r = runner.invoke(app, ["generate", kind, "--plan", str(plan), "--out", str(out)])
+        assert r.exit_code == 2, r.output
+        assert r.stderr.startswith(f"error: {kind} needs the servers' addresses") and "--hosts" in r.stderr
+        assert r.stderr.count("\n") == 1
+        assert not out.exists()
+    # the rules hold no address: they do not need an inventory
+    r = runner.invoke(app, ["generate", "alerts", "--plan", str(plan), "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+
+
+def test_template_writes_marked_placeholders_only_when_asked(tmp_path: Path) -> None:
+    plan = _csv_plan(tmp_path)
+    out = tmp_path / "draft"
+    r = runner.invoke(app, ["generate", "all", "--plan", str(plan), "--template", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "--template: the server addresses are placeholders" in r.stderr
+    conf = (out / "nginx/asrtk.conf").read_text()
+    assert "# TEMPLATE (--template)" in conf and "server gpu-a-1.replace-me.invalid:8000 " in conf
+    assert conf.count("PLACEHOLDER address") == 5
+    prom = (out / "prometheus/prometheus.yml").read_text()
+    assert "# TEMPLATE (--template)" in prom and "gpu-a-1.replace-me.invalid:8000" in prom
+    assert "TEMPLATE" in (out / "dashboards/asrtk-capacity.json").read_text()
+    # with real addresses there is nothing to template
+    r = runner.invoke(app, ["generate", "nginx", "--plan", str(plan), "--template", "--hosts",
+                            ",".join(f"h{i}:8000" for i in range(5)), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "drop --template" in r.stderr
+
+
+def test_generate_hosts_are_matched_to_the_plan(tmp_path: Path) -> None:
+    plan = _csv_plan(tmp_path)  # 4 active + 1 backup
+    out = tmp_path / "ops"
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("# rack 3\n10.0.3.1:8000\n10.0.3.2:8000 weight=2\n10.0.3.9:8000 backup\n"
+                     "10.0.3.3:8000\n10.0.3.4:8000\n10.0.3.5:8000\n")
+    r = runner.invoke(app, ["generate", "nginx", "--plan", str(plan), "--hosts", str(hosts), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    conf = (out / "nginx/asrtk.conf").read_text()
+    assert "server 10.0.3.9:8000 weight=35 max_fails=3 fail_timeout=10s backup;" in conf
+    assert "server 10.0.3.2:8000 weight=2 " in conf and f"from {hosts} line 3, weight from there" in conf
+    assert "10.0.3.5" not in conf and "1 host(s) beyond the plan's 5 nodes left out: 10.0.3.5:8000" in r.stderr
+    r = runner.invoke(app, ["generate", "nginx", "--plan", str(plan), "--hosts", "h1:8000,h2:8000 backup",
+                            "--out", str(tmp_path / "few")])
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1
+    assert "--hosts list: 2 host(s) given (1 marked backup), the plan needs 5 (4 active + 1 backup): 3 missing (3 active)" in r.stderr
+
+
+def test_every_derived_limit_has_a_flag(tmp_path: Path, plan_file: Path) -> None:
+    out = tmp_path / "ops"
+    r = runner.invoke(app, ["generate", "nginx", "--plan", str(plan_file), "--out", str(out), "--max-body", "25MB",
+                            "--read-timeout", "2m", "--rate-limit", "90r/s"])
+    assert r.exit_code == 0, r.output
+    conf = (out / "nginx/asrtk.conf").read_text()
+    assert "client_max_body_size 24m;" in conf and "# Largest upload: --max-body 25MB + 64 KiB" in conf
+    assert "proxy_read_timeout 120s;" in conf and "--read-timeout 2m, in place of the value derived" in conf
+    assert "rate=90r/s;" in conf and "rate = 90r/s (--rate-limit 90r/s, in place of the planned fleet capacity" in conf
+    for flag, value, needle in (("--rate-limit", "fast", "--rate-limit must be a whole rate"),
+                                ("--read-timeout", "soon", "--read-timeout"),
+                                ("--hosts", "nofile", "--hosts nofile: no such file, and")):
+        r = runner.invoke(app, ["generate", "nginx", "--plan", str(plan_file), "--out", str(tmp_path / "bad"),
+                                flag, value])
+        assert r.exit_code == 2 and needle in r.stderr and r.stderr.count("\n") == 1, (flag, r.stderr)

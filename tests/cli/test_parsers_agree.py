@@ -97,6 +97,8 @@ def _commands(tmp_path: Path, plan_file: Path) -> dict[str, dict[str, Any]]:
             "generate --backup": (["generate", "nginx", "--target-qps", "5", "--out", str(tmp_path / "g"),
                                    "--upstream", "127.0.0.2:1", "--backup"],
                                   lambda spec: (spec.upstreams[1].address, spec.upstreams[1].weight)),
+            "generate --hosts": (["generate", "nginx", "--target-qps", "5", "--out", str(tmp_path / "g"), "--hosts"],
+                                 lambda spec: (spec.upstreams[0].address, spec.upstreams[0].weight)),
         },
     }
 

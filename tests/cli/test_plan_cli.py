@@ -151,3 +151,40 @@ def test_help_shows_examples() -> None:
     for cmd in (["sweep", "--help"], ["plan", "--help"], ["plan", "validate", "--help"]):
         r = runner.invoke(app, cmd)
         assert r.exit_code == 0 and "asrtk" in r.stdout
+
+
+PUBLISHED = "workers,users,qps,p95_s,error_rate\n1,8,11,0.62,0\n2,16,21,0.71,0\n4,32,39,0.95,0\n4,64,33,2.8,3%\n"
+
+
+def test_plan_from_a_published_table_with_an_inventory(tmp_path: Path) -> None:
+    csv = tmp_path / "article.csv"
+    csv.write_text(PUBLISHED)
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"10.1.0.{i}:8000\n" for i in range(1, 6)))
+    r = runner.invoke(app, ["plan", "--target-qps", "100", "--slo", "p95=1.5s", "--measurements", str(csv),
+                            "--hosts", str(hosts), "--max-body", "20MB", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    doc = yaml.safe_load((tmp_path / "out" / "plan.yaml").read_text())
+    assert doc["recommended"]["workers_per_node"] == 4 and doc["node_types"][0]["capacity_basis"] == "knee"
+    assert (doc["recommended"]["active_nodes"], doc["recommended"]["backup_nodes"]) == (4, 1)
+    assert [(f["address"], f["backup"]) for f in doc["fleet"]] == [
+        (f"10.1.0.{i}:8000", i == 5) for i in range(1, 6)]
+    assert doc["request"] == {"max_body_bytes": 20_000_000}
+    assert doc["sources"]["request.max_body_bytes"] == "asrtk plan --max-body 20MB"
+    assert doc["sources"]["fleet"] == f"--hosts {hosts}"
+    assert any(f"{csv} line 5: 4 workers, 64 users, 33 rps) is past the knee" in n for n in doc["notes"])
+    assert "line 4: 4 workers, 32 users" in r.stdout
+
+
+def test_plan_with_too_few_hosts_says_how_many_are_missing(tmp_path: Path) -> None:
+    csv = tmp_path / "article.csv"
+    csv.write_text(PUBLISHED)
+    r = runner.invoke(app, ["plan", "--target-qps", "100", "--slo", "p95=1.5s", "--measurements", str(csv),
+                            "--hosts", "10.1.0.1:8000,10.1.0.2:8000", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.count("\n") == 1
+    assert "the plan needs 5 (4 active + 1 backup): 3 missing" in r.stderr
+    assert not (tmp_path / "out" / "plan.yaml").exists()
+    r = runner.invoke(app, ["plan", "--target-qps", "100", "--slo", "p95=1.5s", "--measurements", str(csv),
+                            "--hosts", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "no such file" in r.stderr

@@ -235,3 +235,56 @@ def test_live_weights_split_traffic_and_a_killed_replica_is_ejected(
                   f" kill under load: {errors} client errors of {n} at concurrency {concurrency}"
                   f" ({ {c: codes.count(c) for c in set(codes)} }); upstream errors logged: "
                   f"{connect_failures} connect in {elapsed:.1f} s, {log.count('upstream prematurely closed')} premature close")
+
+
+# -- plan -> generate, applied as written -------------------------------------------------------
+
+# the closed-loop table of issue 11: the largest worker count has a row past the knee
+PUBLISHED = "workers,users,qps,p95_s,error_rate\n1,8,11,0.62,0\n2,16,21,0.71,0\n4,32,39,0.95,0\n4,64,33,2.8,3%\n"
+
+
+def _cli(*args: str) -> str:
+    from typer.testing import CliRunner
+
+    from toolkit.cli.main import app
+
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return r.stderr
+
+
+def _nginx_t_as_written(nginx_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on the generated directory exactly as docs/operations.md says, no file rewritten."""
+    return subprocess.run([NGINX, "-t", "-p", str(nginx_dir), "-c", "nginx-standalone.conf", "-e", "error.log"],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_plan_and_generate_with_an_inventory_pass_nginx_t_as_written(tmp_path: Path) -> None:
+    (tmp_path / "article.csv").write_text(PUBLISHED)
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("# loopback stand-ins for the GPU nodes\n"
+                     + "".join(f"127.0.0.1:{18100 + i}\n" for i in range(1, 6)))
+    _cli("plan", "--target-qps", "100", "--slo", "p95=1.5s", "--measurements", str(tmp_path / "article.csv"),
+         "--out", str(tmp_path / "plan"))
+    out = tmp_path / "ops"
+    _cli("generate", "all", "--plan", str(tmp_path / "plan/plan.yaml"), "--hosts", str(hosts), "--out", str(out))
+    r = _nginx_t_as_written(out / "nginx")
+    assert r.returncode == 0 and "test is successful" in r.stderr, r.stderr
+    for level in ("[warn]", "[emerg]", "[alert]", "[crit]"):
+        assert level not in r.stdout + r.stderr, r.stderr
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".conf", ".yml", ".json"):
+            text = path.read_text()
+            assert "replace-me" not in text and "TEMPLATE" not in text, path
+    conf = (out / "nginx/asrtk.conf").read_text()
+    assert [f"127.0.0.1:{18100 + i}" in conf for i in range(1, 6)] == [True] * 5
+
+
+def test_a_template_is_marked_and_nginx_t_refuses_it(tmp_path: Path) -> None:
+    """Control: the placeholders can never pass for a deployable file."""
+    (tmp_path / "article.csv").write_text(PUBLISHED)
+    _cli("plan", "--target-qps", "100", "--slo", "p95=1.5s", "--measurements", str(tmp_path / "article.csv"),
+         "--out", str(tmp_path / "plan"))
+    _cli("generate", "nginx", "--plan", str(tmp_path / "plan/plan.yaml"), "--template", "--out", str(tmp_path / "t"))
+    r = _nginx_t_as_written(tmp_path / "t/nginx")
+    assert r.returncode != 0 and "host not found in upstream" in r.stderr and "replace-me.invalid" in r.stderr

@@ -103,16 +103,17 @@ RECORDED_GPU = [
 @pytest.fixture
 def gpu_exporter_port() -> Iterator[int]:
     """An exporter on loopback serving recorded samples (no NVIDIA driver here)."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
+
+    from toolkit.gpu_exporter import serve_metrics
 
     reg = CollectorRegistry()
     reg.register(GpuCollector(lambda: RECORDED_GPU, hostname="127.0.0.1"))
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
+    server = serve_metrics(reg, "127.0.0.1", 0, None)  # what `asrtk gpu-exporter` serves with
     try:
         yield server.server_port
     finally:
         server.shutdown()
-        thread.join(timeout=5)
 
 
 class Load:
@@ -288,3 +289,32 @@ def test_checked_in_prometheus_defaults_parse_as_yaml() -> None:
 
     doc = yaml.safe_load((data_dir("alerts") / rules.RULES_FILE).read_text())
     assert {g["name"] for g in doc["groups"]} == {"asrtk.recording", "asrtk.slo", "asrtk.alerts"}
+
+
+def test_plan_and_generate_with_an_inventory_scrape_the_servers_it_lists(
+    reference_server_url: str, start_server: Callable[..., object], tmp_path: Path,
+) -> None:
+    """`asrtk plan --hosts` -> `asrtk generate all`: promtool accepts the config as written, and a real
+    Prometheus on it scrapes every reference server of the inventory (active and backup)."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli.main import app
+
+    second = start_server(extra_args=["--threads", "1"])
+    addresses = [reference_server_url.removeprefix("http://"), second.url.removeprefix("http://")]  # type: ignore[attr-defined]
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("".join(f"{a}\n" for a in addresses))
+    (tmp_path / "m.csv").write_text("workers,users,qps,p95_s,error_rate\n1,4,20,0.2,0\n1,8,24,1.9,2%\n")
+    runner = CliRunner()
+    r = runner.invoke(app, ["plan", "--target-qps", "10", "--slo", "p95=1s", "--measurements", str(tmp_path / "m.csv"),
+                            "--hosts", str(hosts), "--out", str(tmp_path / "plan")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "ops"
+    r = runner.invoke(app, ["generate", "all", "--plan", str(tmp_path / "plan/plan.yaml"), "--scrape-interval-s", "1",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "SUCCESS" in _promtool("check", "config", "prometheus/prometheus.yml", cwd=out)
+    with Prometheus(tmp_path, out / "prometheus/prometheus.yml") as prom:
+        prom.wait_for(lambda: len(prom.query('up{job="asrtk"} == 1')["result"]) == 2, 30, "both servers up")
+        up = {s["metric"]["instance"]: s["metric"]["role"] for s in prom.query('up{job="asrtk"}')["result"]}
+    assert up == {addresses[0]: "active", addresses[1]: "backup"}

@@ -124,3 +124,56 @@ def test_with_overrides_revalidates_and_records_source() -> None:
     assert s.target_qps == 50.0 and s.source("target_qps") == "command line"
     with pytest.raises(ConfigError, match="target qps"):
         S.default_spec().with_overrides(target_qps=0.0)
+
+
+def _unassigned() -> dict:
+    plan = copy.deepcopy(PLAN)
+    for f in plan["fleet"]:
+        f["address"] = None
+    return plan
+
+
+def test_a_plan_without_addresses_gives_placeholders_the_address_bound_generators_refuse() -> None:
+    from toolkit import generators
+
+    s = S.from_plan(_unassigned(), name="p.yaml")
+    assert s.addresses == "missing"
+    assert [u.address for u in s.upstreams] == [
+        "gpu-a-1.replace-me.invalid:8000", "gpu-b-1.replace-me.invalid:8000", "gpu-a-2.replace-me.invalid:8000"]
+    for kind in ("nginx", "prometheus", "dashboards", "all"):
+        with pytest.raises(UsageError, match=f"^{kind} needs the servers' addresses and p.yaml has none.*--hosts"):
+            generators.generate(kind, s)
+    assert set(generators.generate("alerts", s)) == {"alerts/asrtk-rules.yml", "alerts/asrtk-rules.test.yml"}
+    t = s.with_overrides(addresses="template")
+    assert "TEMPLATE" in generators.generate("nginx", t)["nginx/asrtk.conf"]
+    plan = _unassigned()
+    plan["fleet"][0]["address"] = "10.0.0.1:8000"  # some given, some not: no guessing
+    with pytest.raises(ConfigError, match=r"fleet\[1\].address is missing"):
+        S.from_plan(plan, name="p.yaml")
+
+
+def test_inventory_replaces_the_plans_addresses_slot_by_slot() -> None:
+    from toolkit.capacity.inventory import parse_hosts
+
+    hosts = parse_hosts("10.0.0.1:8000 type=gpu-a\n10.0.0.2:8000 type=gpu-b\n10.0.0.3:8000 type=gpu-a\n", "inv")
+    s = S.from_plan(_unassigned(), name="p.yaml", hosts=hosts, hosts_source="inv")
+    assert s.addresses == "given"
+    assert [(u.address, u.node_type, u.weight, u.backup) for u in s.upstreams] == [
+        ("10.0.0.1:8000", "gpu-a", 55, False), ("10.0.0.3:8000", "gpu-a", 55, True), ("10.0.0.2:8000", "gpu-b", 30, False)]
+    assert s.planned_capacity_rps == 85.0  # still the active members' measured capacity
+    # a hand-written plan without a fleet takes the inventory as it is
+    bare = S.from_plan({"target": {"qps": 10}}, hosts=parse_hosts("h:1\ng:2 backup\n", "inv"), hosts_source="inv")
+    assert [(u.address, u.backup) for u in bare.upstreams] == [("h:1", False), ("g:2", True)]
+
+
+def test_plan_sources_are_quoted_for_derived_values() -> None:
+    plan = copy.deepcopy(PLAN)
+    plan["sources"] = {"latency_s": "CSV m.csv: gpu-a (4 workers) measured at 30 rps per node (p95 only)",
+                       "request.max_body_bytes": "scenario callcenter: largest upload (sweep s/capacity.json)",
+                       "capacity": "gpu-a: CSV m.csv (knee)"}
+    s = S.from_plan(plan, name="p.yaml")
+    assert s.source("latency_max_s") == ("p.yaml latency_s.max = 2.5 s (CSV m.csv: gpu-a (4 workers) measured at "
+                                         "30 rps per node (p95 only))")
+    assert s.source("max_body_bytes") == ("p.yaml request.max_body_bytes = 19200044 (scenario callcenter: largest "
+                                          "upload (sweep s/capacity.json))")
+    assert s.source("planned_capacity_rps").endswith("; measured by gpu-a: CSV m.csv (knee)")

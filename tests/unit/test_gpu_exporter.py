@@ -67,3 +67,36 @@ def test_registration_does_not_touch_nvml_and_driver_loss_exposes_nothing() -> N
     fams = _scrape(c)
     assert all(samples == [] for samples in fams.values())
     assert calls
+
+
+def test_served_metrics_need_the_bearer_token() -> None:
+    import httpx
+
+    from toolkit.gpu_exporter import serve_metrics
+
+    reg = CollectorRegistry()
+    reg.register(GpuCollector(lambda: [H100], hostname="gpu-a-1"))
+    server = serve_metrics(reg, "127.0.0.1", 0, "t0ken-ABC")
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        assert httpx.get(url, trust_env=False).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer wrong"}, trust_env=False).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer t0ken-\u00e9".encode()}, trust_env=False).status_code == 401
+        r = httpx.get(url, headers={"Authorization": "Bearer t0ken-ABC"}, trust_env=False)
+        assert r.status_code == 200 and "DCGM_FI_DEV_GPU_UTIL" in r.text
+    finally:
+        server.shutdown()
+
+
+def test_exporter_refuses_to_listen_beyond_loopback_without_a_token(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from toolkit.cli.main import app
+
+    monkeypatch.delenv("ASRTK_EXPORTER_TOKEN", raising=False)
+    r = CliRunner().invoke(app, ["gpu-exporter", "--host", "0.0.0.0"])
+    assert r.exit_code == 2 and "beyond loopback" in r.output and "--token-file" in r.output
+    bad = tmp_path / "token"
+    bad.write_text("two words\n")
+    r = CliRunner().invoke(app, ["gpu-exporter", "--host", "0.0.0.0", "--token-file", str(bad)])
+    assert r.exit_code == 2 and "printable ASCII" in r.output

@@ -202,6 +202,92 @@ def test_csv_errors_name_the_line() -> None:
         node_types_from_csv("workers,qps\n1,2\n", "m.csv")
     with pytest.raises(ConfigError, match="line 2"):
         node_types_from_csv("workers,qps,p95_s,error_rate\n1,abc,0.5,0\n", "m.csv")
+    head = "workers,users,qps,p95_s,error_rate\n"
+    with pytest.raises(ConfigError, match=r"m.csv line 3: workers, qps, p95_s, error_rate and users must be numbers"):
+        node_types_from_csv(head + "1,8,10,0.5,0\n1,,12,0.6,0\n", "m.csv")
+    with pytest.raises(ConfigError, match=r"m.csv line 2: need .*users > 0"):
+        node_types_from_csv(head + "1,0,10,0.5,0\n", "m.csv")
+    with pytest.raises(ConfigError, match=r"m.csv line 4: node m, 1 workers, users 8 is already on line 2"):
+        node_types_from_csv(head + "1,8,10,0.5,0\n2,8,19,0.5,0\n1,8,11,0.6,0\n", "m.csv", default_name="m")
+    with pytest.raises(ConfigError, match="m.csv line 1: give the offered load once"):
+        node_types_from_csv("workers,users,concurrency,qps,p95_s,error_rate\n1,8,8,10,0.5,0\n", "m.csv")
+    with pytest.raises(ConfigError, match=r"measurements \(m.csv\) give p95 only"):
+        make_plan(node_types_from_csv(head + "1,8,10,0.5,0\n", "m.csv"),
+                  PlanRequest(10, slo_percentile=0.99, slo_latency_s=1.0))
+
+
+# A closed-loop table of the kind deployment articles publish: several worker counts; for the
+# largest, a second row at higher concurrency with lower throughput, higher p95 and a few % errors.
+PUBLISHED = """workers,users,qps,p95_s,error_rate
+1,8,11,0.62,0
+2,16,21,0.71,0
+4,32,39,0.95,0
+4,64,33,2.8,3%
+"""
+
+
+def test_a_row_past_the_knee_caps_capacity_instead_of_erasing_the_passing_row() -> None:
+    plan = make_plan(node_types_from_csv(PUBLISHED, "article.csv", "article"), PlanRequest(100, slo_latency_s=1.5, headroom=0.8,
+                                                                                    redundancy=1))
+    a = plan.assessments[0]
+    assert a.workers == 4 and a.capacity.kind == "knee" and a.capacity.rps == 39
+    assert plan.recommended.active_nodes == math.ceil(100 / (0.8 * 39)) == 4
+    assert plan.recommended.nodes == 5 and plan.recommended.degraded["meets_slo"]
+    assert {w: c.rps for w, c, _ in a.by_workers} == {1: 11, 2: 21, 4: 39}
+    decided = next(n for n in plan.notes if n.startswith("article (4 workers)"))
+    assert "article.csv line 4: 4 workers, 32 users, 39 rps" in decided
+    assert "article.csv line 5: 4 workers, 64 users, 33 rps) is past the knee" in decided
+    # the overload row bounds capacity but is not read as a disturbed light point on the latency curve
+    assert not any("busier point" in n for n in plan.notes)
+    assert [c["rps"] for c in plan.expected["curve"]] == [39]
+
+
+def test_without_a_users_column_rows_count_in_file_order() -> None:
+    no_users = "\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != 1)
+                         for line in PUBLISHED.splitlines()) + "\n"
+    a = make_plan(node_types_from_csv(no_users, "a.csv"), PlanRequest(100, slo_latency_s=1.5)).assessments[0]
+    assert a.workers == 4 and a.capacity.kind == "knee" and a.capacity.rps == 39
+
+
+def test_more_users_and_no_more_throughput_is_past_the_knee_even_within_the_slo() -> None:
+    rows = "workers,concurrency,qps,p95_s,error_rate\n2,4,20,0.3,0\n2,8,30,0.5,0\n2,16,29,0.9,0\n2,32,45,1.2,0\n"
+    cap = capacity_at_slo(node_types_from_csv(rows, "c.csv")[0].curves[0], 0.95, 1.5, 0.01)
+    assert cap.kind == "knee" and cap.rps == 30
+    assert "c.csv line 4: 2 workers, concurrency 16, 29 rps) is past the knee (no more throughput)" in cap.note
+
+
+def test_a_table_where_every_row_passes_plans_on_its_busiest_row() -> None:
+    rows = "workers,users,qps,p95_s,error_rate\n1,8,11,0.6,0\n2,16,21,0.7,0\n4,32,39,0.9,0\n4,64,52,1.2,0.5%\n"
+    plan = make_plan(node_types_from_csv(rows, "ok.csv"), PlanRequest(200, slo_latency_s=1.5, redundancy=2))
+    a = plan.assessments[0]
+    assert a.workers == 4 and a.capacity.kind == "at_least" and a.capacity.rps == 52
+    assert plan.recommended.active_nodes == math.ceil(200 / (0.8 * 52)) and plan.recommended.backup_nodes == 2
+    assert any("ok.csv line 5: 4 workers, 64 users, 52 rps" in n and "not extrapolated" in n for n in plan.notes)
+
+
+def test_a_table_where_no_row_passes_names_every_worker_count_and_row() -> None:
+    rows = "workers,users,qps,p95_s,error_rate\n1,8,11,1.6,0\n2,16,21,1.7,0\n4,32,39,1.9,2%\n"
+    with pytest.raises(ThresholdBreached) as exc:
+        make_plan(node_types_from_csv(rows, "bad.csv"), PlanRequest(100, slo_latency_s=1.5))
+    msg = str(exc.value)
+    for w, line in ((1, 2), (2, 3), (4, 4)):
+        assert f"{w} worker{'s' if w > 1 else ''}: p95 " in msg and f"bad.csv line {line}: " in msg
+    assert "error rate 2.00% > 1.00%" in msg
+
+
+def test_a_users_mode_sweep_plateau_bounds_capacity_at_another_slo() -> None:
+    from toolkit.capacity.measurements import node_type_from_capacity
+
+    def step(i: int, users: int, rps: float, p95: float) -> dict:
+        return {"index": i, "load": users, "achieved_rps": rps, "requests": 400, "error_rate": 0.0,
+                "final": "pass", "latency_s": {"p50": p95 / 2, "p90": p95 * 0.9, "p95": p95, "p99": p95 * 1.2}}
+
+    doc = {"mode": "users", "slo": {"percentile": 0.95, "latency_s": 5.0, "max_error_rate": 0.01},
+           "steps": [step(0, 1, 5, 0.2), step(1, 2, 9, 0.25), step(2, 4, 8.5, 0.6), step(3, 3, 9.5, 0.35)],
+           "result": {"status": "converged", "max_rps_at_slo": 9.5, "ci_rps": [9, 10]}}
+    nt = node_type_from_capacity(doc, "tiny", "capacity.json")
+    cap = capacity_at_slo(nt.curves[0], 0.95, 1.0, 0.01)
+    assert cap.kind == "knee" and cap.rps == 9.5 and "step 2: 4 users, 8.5 rps) is past the knee" in cap.note
 
 
 def test_plan_yaml_has_the_contract_shape_and_round_trips(tmp_path) -> None:
@@ -214,8 +300,8 @@ def test_plan_yaml_has_the_contract_shape_and_round_trips(tmp_path) -> None:
     assert doc["schema"] == SCHEMA
     assert set(doc["recommended"]) >= {"node_type", "nodes", "active_nodes", "backup_nodes", "workers_per_node",
                                        "cost_per_hour"}
-    for f in doc["fleet"]:
-        assert isinstance(f["weight"], int) and f["address"].endswith(":8000")
+    for f in doc["fleet"]:  # no inventory given: no address invented
+        assert isinstance(f["weight"], int) and f["address"] is None
     path = write_plan(tmp_path / "plan.yaml", doc)
     assert yaml.safe_load(path.read_text()) == doc
     assert read_plan(path)["target"]["qps"] == 300.0

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from toolkit.errors import ConfigError
 
 CSV_COLUMNS = ("workers", "qps", "p95_s", "error_rate")
+LOAD_COLUMNS = ("users", "concurrency")  # optional: the offered closed-loop load of a row
+CSV_HEADER = "workers,qps,p95_s,error_rate[,users|concurrency][,node]"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class CurvePoint:
     cpu_s_per_request: float | None = None  # what a request cost the target in CPU there
     cpu_source: str | None = None  # "metrics" (its CPU counter) or "local" (its processes on the load host)
     interference_cores: float | None = None  # other work and CPU steal on the load host meanwhile
+    load: float | None = None  # the offered load (users, or offered rps; a CSV without users: row order)
+    ref: str | None = None  # where the point comes from, for messages: "m.csv line 5: 4 workers, 64 users"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class WorkerCurve:
     workers: int | None
     points: tuple[CurvePoint, ...]
     sweep: SweepResult | None = None
+    # closed loop (users): more users with no more throughput is past the knee
+    closed_loop: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class NodeType:
     route: str | None = None
     request: dict | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    kind: str = "sweep"  # where the curves come from: "sweep" (capacity.json) or "CSV"
 
 
 def _f(v: object) -> float | None:
@@ -76,8 +83,9 @@ def _f(v: object) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _points_from_steps(steps: list[dict]) -> tuple[CurvePoint, ...]:
+def _points_from_steps(steps: list[dict], mode: str | None) -> tuple[CurvePoint, ...]:
     pts = []
+    unit = "users" if mode == "users" else "rps offered"
     for s in steps:
         if s.get("final") in ("noisy", "disturbed"):
             continue  # a repeat of the same load replaced it
@@ -87,10 +95,12 @@ def _points_from_steps(steps: list[dict]) -> tuple[CurvePoint, ...]:
         rps = _f(s.get("achieved_rps"))
         if rps is None or 0.95 not in q:
             continue
+        load = _f(s.get("load"))
         pts.append(CurvePoint(rps, q, _f(s.get("error_rate")) or 0.0, _f(lat.get("max")),
                               max(1, int(_f(s.get("requests")) or 1)),
                               _f(s.get("cpu_s_per_request")), s.get("cpu_source"),
-                              _f((s.get("host") or {}).get("interference_cpu_cores"))))
+                              _f((s.get("host") or {}).get("interference_cpu_cores")), load,
+                              f"step {s.get('index', len(pts))}" + (f": {load:g} {unit}" if load is not None else "")))
     return tuple(sorted(pts, key=lambda p: p.rps))
 
 
@@ -119,12 +129,16 @@ def node_type_from_capacity(
     curves: list[WorkerCurve] = []
     if per_workers:
         for w, sub in sorted(per_workers.items()):
-            curves.append(WorkerCurve(w, _points_from_steps(sub.get("steps") or []), _sweep_result(sub)))
+            mode = sub.get("mode", doc.get("mode"))
+            curves.append(WorkerCurve(w, _points_from_steps(sub.get("steps") or [], mode), _sweep_result(sub),
+                                      closed_loop=mode == "users"))
     else:
         server = (doc.get("target") or {}).get("server") or {}
         workers = server.get("workers")
-        curves.append(WorkerCurve(int(workers) if workers else None, _points_from_steps(doc.get("steps") or []),
-                                  _sweep_result(doc)))
+        mode = doc.get("mode")
+        curves.append(WorkerCurve(int(workers) if workers else None,
+                                  _points_from_steps(doc.get("steps") or [], mode), _sweep_result(doc),
+                                  closed_loop=mode == "users"))
     st = doc.get("service_time_s")
     service = None
     if isinstance(st, dict) and _f(st.get("mean")):
@@ -136,43 +150,69 @@ def node_type_from_capacity(
     )
 
 
+def _ratio(text: str) -> float:
+    return float(text.rstrip("%")) / 100.0 if text.endswith("%") else float(text)
+
+
 def node_types_from_csv(text: str, source: str, default_name: str = "node") -> list[NodeType]:
-    """Rows ``workers,qps,p95_s,error_rate[,node]``; one node type per distinct ``node``."""
+    """Rows ``workers,qps,p95_s,error_rate[,users|concurrency][,node]``; one node type per distinct
+    ``node``, one curve per worker count.
+
+    A row's offered load is its ``users`` (or ``concurrency``) value; without that column, the rows
+    of one worker count are taken in file order, lightest load first. Every point keeps its line
+    number, so the planner can say which rows decided (or broke) the capacity.
+    """
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in CSV_COLUMNS if c not in header]
     if missing:
         raise ConfigError(
-            f"measurements {source}: missing column(s) {', '.join(missing)}; "
-            f"expected header workers,qps,p95_s,error_rate[,node]"
+            f"measurements {source}: missing column(s) {', '.join(missing)}; expected header {CSV_HEADER}"
         )
+    load_cols = [c for c in LOAD_COLUMNS if c in header]
+    if len(load_cols) > 1:
+        raise ConfigError(f"measurements {source} line 1: give the offered load once, as users or as concurrency, "
+                          "not both")
+    load_col = load_cols[0] if load_cols else None
     groups: dict[str, dict[int, list[CurvePoint]]] = {}
+    seen: dict[tuple[str, int, float], int] = {}
     for lineno, row in enumerate(reader, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         if not any(row.values()):
             continue
+        where = f"measurements {source} line {lineno}"
         try:
             workers = int(float(row["workers"]))
             qps = float(row["qps"])
             p95 = float(row["p95_s"])
-            err_txt = row["error_rate"]
-            err = float(err_txt.rstrip("%")) / 100.0 if err_txt.endswith("%") else float(err_txt)
+            err = _ratio(row["error_rate"])
+            load = float(row[load_col]) if load_col else None
         except ValueError:
-            raise ConfigError(
-                f"measurements {source} line {lineno}: workers, qps, p95_s and error_rate must be numbers, "
-                f"got {row}"
-            ) from None
-        if workers < 1 or qps < 0 or p95 <= 0 or not 0 <= err <= 1:
-            raise ConfigError(
-                f"measurements {source} line {lineno}: need workers >= 1, qps >= 0, p95_s > 0, "
-                f"0 <= error_rate <= 1, got {row}"
-            )
+            cols = "workers, qps, p95_s, error_rate" + (f" and {load_col}" if load_col else "")
+            raise ConfigError(f"{where}: {cols} must be numbers, got {row}") from None
+        if workers < 1 or qps < 0 or p95 <= 0 or not 0 <= err <= 1 or (load is not None and not load > 0):
+            need = "workers >= 1, qps >= 0, p95_s > 0, 0 <= error_rate <= 1" + (f", {load_col} > 0" if load_col else "")
+            raise ConfigError(f"{where}: need {need}, got {row}")
+        if not all(math.isfinite(v) for v in (qps, p95, err, load or 1.0)):
+            raise ConfigError(f"{where}: values must be finite numbers, got {row}")
         node = row.get("node") or default_name
-        groups.setdefault(node, {}).setdefault(workers, []).append(CurvePoint(qps, {0.95: p95}, err))
+        pts = groups.setdefault(node, {}).setdefault(workers, [])
+        ref = f"{source} line {lineno}: {workers} worker" + ("" if workers == 1 else "s")
+        if load is None:
+            load = float(len(pts) + 1)  # file order is the order of offered load
+        else:
+            key = (node, workers, load)
+            if key in seen:
+                raise ConfigError(f"{where}: node {node}, {workers} workers, {load_col} {load:g} is already on "
+                                  f"line {seen[key]}; give each load once per worker count")
+            seen[key] = lineno
+            ref += f", {load:g} users" if load_col == "users" else f", concurrency {load:g}"
+        pts.append(CurvePoint(qps, {0.95: p95}, err, load=load, ref=ref))
     if not groups:
         raise ConfigError(f"measurements {source}: no data rows")
     out = []
     for node, by_w in groups.items():
-        curves = tuple(WorkerCurve(w, tuple(sorted(pts, key=lambda p: p.rps))) for w, pts in sorted(by_w.items()))
-        out.append(NodeType(name=node, source=source, curves=curves))
+        curves = tuple(WorkerCurve(w, tuple(sorted(pts, key=lambda p: p.load or 0.0)), closed_loop=load_col is not None)
+                       for w, pts in sorted(by_w.items()))
+        out.append(NodeType(name=node, source=source, curves=curves, kind="CSV"))
     return out

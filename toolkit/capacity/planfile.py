@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from toolkit.capacity.inventory import Host, assign
 from toolkit.capacity.planner import FleetPlan, Plan
 from toolkit.errors import ConfigError
 
@@ -61,20 +62,27 @@ def plan_document(
     route: str | None,
     request: dict | None,
     assumptions: list[str],
+    hosts: tuple[Host, ...] | None = None,
+    hosts_source: str = "",
+    sources: dict[str, str] | None = None,
 ) -> dict:
+    """The plan as a document. Without ``hosts`` the fleet's slots have no address (generators
+    refuse to invent one); with them the inventory is matched to the slots (:func:`inventory.assign`)."""
     req = plan.request
     rec = plan.recommended
     fleet = []
     for name, active, backup in rec.composition:
         for i in range(active + backup):
-            host = f"{name}-{len([f for f in fleet if f['node_type'] == name]) + 1}"
             fleet.append({
-                "name": host,
+                "name": f"{name}-{len([f for f in fleet if f['node_type'] == name]) + 1}",
                 "node_type": name,
-                "address": f"{host}:8000",
+                "address": None,
                 "weight": plan.weights.get(name, 1),
                 "backup": i >= active,
             })
+    host_notes: list[str] = []
+    if hosts:
+        fleet, host_notes = assign(fleet, hosts, hosts_source)
     node_types = []
     for a in plan.assessments:
         cap = a.capacity
@@ -132,7 +140,9 @@ def plan_document(
         "ranking": plan.ranking,
         "infeasible": [{"node_type": n, "reason": why} for n, why in plan.infeasible],
         "assumptions": assumptions,
-        "notes": list(plan.notes),
+        # where derived values come from (scenario, sweep, CSV, inventory or flag), quoted by the generators
+        "sources": dict(sources or {}),
+        "notes": list(plan.notes) + host_notes,
     }
 
 

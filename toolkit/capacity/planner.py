@@ -115,8 +115,9 @@ def _latency(p: CurvePoint, q: float) -> float:
     if q in p.latency_s:
         return p.latency_s[q]
     if len(p.latency_s) == 1:
+        where = f" ({p.ref.split(' line ')[0]})" if p.ref else ""
         raise ConfigError(
-            f"measurements give p{95} only; plan with --slo p95=SECONDS (asked for p{q * 100:g})"
+            f"the measurements{where} give p95 only; plan with --slo p95=SECONDS (asked for p{q * 100:g})"
         )
     return interpolate_quantile(p.latency_s, q)
 
@@ -168,14 +169,55 @@ def smoothed(points: tuple[CurvePoint, ...] | list[CurvePoint], q: float) -> lis
     return [replace(p, latency_s={**p.latency_s, q: lq}, error_rate=e) for p, lq, e in zip(pts, lat, err)]
 
 
+def _failure(p: CurvePoint, q: float, slo_s: float, max_err: float) -> str | None:
+    """Why a point misses the SLO (latency and/or errors), or None when it meets it."""
+    why = []
+    if _latency(p, q) > slo_s:
+        why.append(f"p{q * 100:g} {_latency(p, q):.3g}s > {slo_s:g}s")
+    if p.error_rate > max_err:
+        why.append(f"error rate {p.error_rate:.2%} > {max_err:.2%}")
+    return ", ".join(why) or None
+
+
+def describe(p: CurvePoint) -> str:
+    """A point as messages name it: where it comes from and its throughput."""
+    return f"{p.ref}, {p.rps:.3g} rps" if p.ref else f"{p.rps:.3g} rps"
+
+
+def by_load(curve: WorkerCurve) -> list[CurvePoint]:
+    """The points in order of offered load (throughput order when a point does not say its load)."""
+    if curve.points and all(p.load is not None for p in curve.points):
+        return sorted(curve.points, key=lambda p: (p.load, p.rps))
+    return sorted(curve.points, key=lambda p: p.rps)
+
+
+def knee_index(pts: list[CurvePoint], closed_loop: bool, q: float, slo_s: float, max_err: float) -> int | None:
+    """The first point (in offered-load order) past the knee: it misses the SLO, or (closed loop)
+    more users brought no more throughput than an earlier point. None: no such point."""
+    best = -math.inf
+    for i, p in enumerate(pts):
+        if _failure(p, q, slo_s, max_err) or (closed_loop and p.rps <= best):
+            return i
+        best = max(best, p.rps)
+    return None
+
+
+def past_knee(curve: WorkerCurve, q: float, slo_s: float, max_err: float) -> list[CurvePoint]:
+    """Points beyond the knee that carry no more than the busiest point before it: overload
+    (throughput collapsed), not a lighter load. They bound capacity but are not on the curve."""
+    pts = by_load(curve)
+    k = knee_index(pts, curve.closed_loop, q, slo_s, max_err)
+    if not k:
+        return []
+    top = max(p.rps for p in pts[:k])
+    return [p for p in pts[k:] if p.rps <= top]
+
+
 def capacity_at_slo(curve: WorkerCurve, q: float, slo_s: float, max_err: float) -> Capacity:
-    raw = sorted(curve.points, key=lambda p: p.rps)
-    first_raw_fail = next((p.rps for p in raw if _latency(p, q) > slo_s or p.error_rate > max_err), None)
-    # a measured failure is a hard limit: faster points beyond it are luck, not capacity
-    pts = smoothed([p for p in raw if first_raw_fail is None or p.rps <= first_raw_fail], q)
-    if not pts:
+    raw = by_load(curve)
+    if not raw:
         return Capacity(None, (None, None), "unreachable", "no measured points", (0.0, 0.0))
-    rng = (raw[0].rps, raw[-1].rps)
+    rng = (min(p.rps for p in raw), max(p.rps for p in raw))
     sw = curve.sweep
     if (
         sw is not None and sw.max_rps is not None and abs(sw.percentile - q) < 1e-9
@@ -186,25 +228,46 @@ def capacity_at_slo(curve: WorkerCurve, q: float, slo_s: float, max_err: float) 
             f"the SLO was never crossed up to {rng[1]:.3g} rps: capacity is at least that (not extrapolated)")
         return Capacity(sw.max_rps, sw.ci_rps, kind, note, rng)
 
-    def ok(p: CurvePoint) -> bool:
-        return _latency(p, q) <= slo_s and p.error_rate <= max_err
-
-    first_fail = next((i for i, p in enumerate(pts) if not ok(p)), None)
     pct = f"p{q * 100:g}"
-    if first_fail is None:
+    k = knee_index(raw, curve.closed_loop, q, slo_s, max_err)
+    if k is None:
+        top = max(raw, key=lambda p: p.rps)
         return Capacity(
-            pts[-1].rps, (pts[-1].rps, None), "at_least",
-            f"{pct} stayed within {slo_s:g}s up to the highest measured point {pts[-1].rps:.3g} rps: "
+            top.rps, (top.rps, None), "at_least",
+            f"{pct} stayed within {slo_s:g}s up to the highest measured point ({describe(top)}): "
             "capacity is at least that (not extrapolated; measure higher loads to find the edge)",
             rng,
         )
-    if first_fail == 0:
-        p = pts[0]
-        why = (f"{pct} {_latency(p, q):.3g}s > {slo_s:g}s" if _latency(p, q) > slo_s
-               else f"error rate {p.error_rate:.2%} > {max_err:.2%}")
+    if k == 0:
+        p = raw[0]
         return Capacity(
             None, (None, None), "unreachable",
-            f"{why} already at the lightest measured load ({p.rps:.3g} rps): the SLO is not met at any measured load",
+            f"{_failure(p, q, slo_s, max_err)} already at the lightest measured load ({describe(p)}): "
+            "the SLO is not met at any measured load",
+            rng,
+        )
+    head, b = raw[:k], raw[k]
+    best = max(head, key=lambda p: p.rps)
+    if b.rps <= best.rps:
+        # more load and no more throughput: past the knee. It bounds capacity at the busiest
+        # passing point; interpolating towards it would walk down the overload side.
+        why = _failure(b, q, slo_s, max_err)
+        why = f"{why}, " if why else ""
+        return Capacity(
+            best.rps, (best.rps, None), "knee",
+            f"busiest point within the SLO ({describe(best)}); the next load ({describe(b)}) is past the knee "
+            f"({why}no more throughput): capacity capped there, not interpolated",
+            rng,
+        )
+    # a measured failure is a hard limit: points beyond it are luck, not capacity
+    pts = smoothed(head + [b], q)
+    first_fail = next(i for i, p in enumerate(pts) if _failure(p, q, slo_s, max_err))
+    if first_fail == 0:  # the smoothing pooled the lightest point with a failure above it
+        p = pts[0]
+        return Capacity(
+            None, (None, None), "unreachable",
+            f"{_failure(p, q, slo_s, max_err)} (smoothed with the busier points) already at the lightest "
+            f"measured load ({describe(p)}): the SLO is not met at any measured load",
             rng,
         )
     a, b = pts[first_fail - 1], pts[first_fail]
@@ -216,7 +279,8 @@ def capacity_at_slo(curve: WorkerCurve, q: float, slo_s: float, max_err: float) 
         cands.append(a.rps + (max_err - a.error_rate) / (b.error_rate - a.error_rate) * (b.rps - a.rps))
     rps = max(a.rps, min(cands))
     return Capacity(rps, (a.rps, b.rps), "interpolated",
-                    f"interpolated between measured points {a.rps:.3g} and {b.rps:.3g} rps", rng)
+                    f"interpolated between {describe(a)} (within the SLO) and {describe(b)} "
+                    f"({_failure(b, q, slo_s, max_err)})", rng)
 
 
 def cpu_at(curve: WorkerCurve, rps: float) -> tuple[float | None, str | None]:
@@ -312,13 +376,24 @@ def assess(node: NodeType, q: float, slo_s: float, max_err: float) -> NodeAssess
         cap = capacity_at_slo(c, q, slo_s, max_err)
         at = None
         if cap.rps is not None:  # the busiest measured point that met the SLO
-            ok = [p for p in c.points if p.rps <= cap.rps + 1e-9 and _latency(p, q) <= slo_s
-                  and p.error_rate <= max_err]
+            ok = [p for p in c.points if p.rps <= cap.rps + 1e-9 and _failure(p, q, slo_s, max_err) is None]
             at = max(ok, key=lambda p: p.rps, default=None)
+        beyond = past_knee(c, q, slo_s, max_err)
+        if beyond:  # overload rows bound the capacity; they are not part of the latency curve
+            c = replace(c, points=tuple(p for p in c.points if p not in beyond))
         rows.append((c, cap, at))
     feasible = [r for r in rows if r[1].rps is not None]
-    c, cap, _ = max(feasible, key=lambda r: r[1].rps) if feasible else rows[0]
+    if feasible:
+        c, cap, _ = max(feasible, key=lambda r: r[1].rps)
+    else:
+        c, cap, _ = rows[0]
+        if len(rows) > 1:  # name every worker count, not only the first
+            cap = replace(cap, note="; ".join(f"{workers_label(r[0].workers)}: {r[1].note}" for r in rows))
     return NodeAssessment(node, c.workers, cap, c, tuple((r[0].workers, r[1], r[2]) for r in rows))
+
+
+def workers_label(w: int | None) -> str:
+    return "workers not given" if w is None else f"{w} worker" + ("" if w == 1 else "s")
 
 
 # -- fleets -----------------------------------------------------------------------------------------
@@ -466,9 +541,9 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
             "no node type meets the SLO at any measured load: "
             + "; ".join(f"{n}: {why}" for n, why in infeasible)
         )
-    for a in feasible:
-        if a.capacity.kind == "at_least":
-            notes.append(f"{a.node_type.name}: {a.capacity.note}")
+    for a in feasible:  # which measurements decided each node type's capacity
+        notes.append(f"{a.node_type.name} ({workers_label(a.workers)}): capacity {a.capacity.rps:.3g} rps "
+                     f"({a.capacity.kind}): {a.capacity.note}")
     plans = [homogeneous(a, req) for a in feasible]
     mix = mixed(feasible, req)
     if mix is not None and all(mix.cost_per_hour is not None and p.cost_per_hour is not None

@@ -216,7 +216,7 @@ def _plan_tables(doc: dict) -> list[tuple[str, list[str], list[list[str]]]]:
              _fmt(a.get("within_budget"))] for a in doc.get("alternatives") or []]
     if alts:
         tables.append(("Alternatives", ["node type", "nodes", "cost/h", "meets SLO", "within budget"], alts))
-    fleet = [[f["name"], f["node_type"], f["address"], str(f["weight"]), _fmt(f["backup"])]
+    fleet = [[f["name"], f["node_type"], f.get("address") or "not assigned (--hosts)", str(f["weight"]), _fmt(f["backup"])]
              for f in doc.get("fleet") or []]
     tables.append(("Fleet (nginx upstream)", ["name", "node type", "address", "weight", "backup"], fleet))
     return tables

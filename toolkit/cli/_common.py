@@ -92,3 +92,24 @@ def _flag_display_type_rich(self: TyperOption, ctx: Any) -> str | None:
 
 
 TyperOption.display_type_rich = _flag_display_type_rich  # type: ignore[method-assign]
+
+
+def read_hosts(value: str) -> tuple[Any, str]:
+    """``--hosts FILE|LIST``: an inventory file (one ``HOST:PORT [weight=N] [backup]`` per line), or
+    the same entries comma-separated on the command line. Returns (hosts, where they came from)."""
+    from pathlib import Path
+
+    from toolkit.capacity.inventory import LINE_FORM, parse_hosts
+    from toolkit.errors import ConfigError
+
+    path = Path(value)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--hosts {value} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+        return parse_hosts(text, str(path)), str(path)
+    if ":" not in value:
+        raise ConfigError(f"--hosts {value}: no such file, and {value!r} is not HOST:PORT[:WEIGHT]; give a file "
+                          f"with one {LINE_FORM} per line, or a list like 10.0.0.1:8000,10.0.0.2:8000")
+    return parse_hosts(value, "list", is_list=True), "list"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolkit.cli._common import handle_errors
+from toolkit.cli._common import handle_errors, read_hosts
 from toolkit.errors import UsageError
 
 
@@ -31,6 +31,13 @@ def generate(
                                               "or defaults (rewrite the checked-in alerts/ and dashboards/grafana/).")],
     plan: Annotated[Optional[Path], typer.Option("--plan", help="plan.yaml from `asrtk plan` (asrtk.plan/v1).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output directory (created).")] = Path("ops"),
+    hosts: Annotated[Optional[str], typer.Option(
+        "--hosts", help="Inventory FILE, one host per line: HOST:PORT, optionally followed by weight=N, backup, "
+             "type=NAME; or the same entries as a comma-separated LIST: the servers' real addresses, matched to the plan's fleet (too few: an error saying how many "
+             "are missing). Needed for nginx, prometheus, dashboards and all unless the plan has addresses.")] = None,
+    template: Annotated[bool, typer.Option(
+        "--template", help="For a plan without addresses: write placeholders (*.replace-me.invalid), marked as such "
+             "in every file, instead of refusing. nginx -t fails on them until they are replaced.")] = False,
     upstream: Annotated[Optional[list[str]], typer.Option(
         "--upstream", help="HOST:PORT[:WEIGHT] of an active server (repeat); replaces the plan's fleet "
              "(the planned capacity stays the plan's unless --capacity-rps).")] = None,
@@ -55,14 +62,30 @@ def generate(
     max_body: Annotated[Optional[str], typer.Option(
         "--max-body", help="Largest request body nginx accepts, e.g. 20MiB (default: the plan's "
              "request.max_body_bytes, else the reference server's 100 MiB).")] = None,
+    read_timeout: Annotated[Optional[str], typer.Option(
+        "--read-timeout", help="nginx proxy_read_timeout, e.g. 90s (default: from the plan's measured latency "
+             "tail: 2 x max, else 4 x p99, else 6 x p95, at least 5 s).")] = None,
+    rate_limit: Annotated[Optional[str], typer.Option(
+        "--rate-limit", help="nginx limit_req rate, e.g. 300r/s or 20r/m (default: the planned capacity of the "
+             "active fleet).")] = None,
 ) -> None:
     """Write ops artifacts that match a capacity plan.
 
+    The files apply as they are: every server address comes from the plan or --hosts (a plan
+    made without --hosts has none, and nginx, prometheus, dashboards and all refuse until you
+    give them, or write marked placeholders with --template). Every derived limit (body size,
+    proxy_read_timeout, limit_req rate) carries a comment saying where it came from, and a flag
+    overrides each. Exit codes: 0 written, 2 bad flag, plan or inventory (one line).
+
     Examples:
 
-      asrtk generate all --plan results/plan/plan.yaml --out ops/
+      asrtk generate all --plan results/plan/plan.yaml --hosts hosts.txt --out ops/
+
+      asrtk generate nginx --hosts gpu-1:8000,gpu-2:8000,gpu-3:8000 --target-qps 120
 
       asrtk generate nginx --upstream gpu-1:8000:55 --upstream gpu-2:8000:30 --backup gpu-3:8000 --target-qps 120
+
+      asrtk generate all --plan plan.yaml --template --out draft/   # placeholders, marked
 
       asrtk generate defaults        # refresh the checked-in alerts/ and dashboards/grafana/
     """
@@ -73,36 +96,50 @@ def generate(
         _write_defaults(generators)
         return
 
-    from toolkit.capacity.planfile import read_plan
-    from toolkit.units import parse_ratio, parse_size, parse_slo
+    import math
 
-    body_bytes = parse_size(max_body, "--max-body") if max_body is not None else None
+    from toolkit.capacity.planfile import read_plan
+    from toolkit.units import parse_duration, parse_rate, parse_ratio, parse_size, parse_slo
+
+    if hosts is not None and (upstream or backup):
+        raise UsageError("give the servers once: --hosts FILE|LIST, or --upstream/--backup, not both")
+    found, where = read_hosts(hosts) if hosts is not None else ((), "")
+    flags: dict[str, tuple[object, str]] = {}
+    if max_body is not None:
+        flags["max_body_bytes"] = (parse_size(max_body, "--max-body"), f"--max-body {max_body}")
+    if read_timeout is not None:
+        flags["read_timeout_s"] = (max(1, math.ceil(parse_duration(read_timeout, "--read-timeout"))),
+                                   f"--read-timeout {read_timeout}")
+    if rate_limit is not None:
+        flags["rate_limit"] = (parse_rate(rate_limit, "--rate-limit"), f"--rate-limit {rate_limit}")
     if plan is not None:
-        spec = specmod.from_plan(read_plan(plan), name=str(plan))
+        spec = specmod.from_plan(read_plan(plan), name=str(plan), hosts=found, hosts_source=where)
         if upstream or backup:
             ups = tuple(specmod.parse_upstream(u) for u in upstream or ()) + tuple(
                 specmod.parse_upstream(b, backup=True) for b in backup or ())
-            spec = spec.with_overrides(upstreams=ups)
-        changes: dict[str, object] = {}
+            spec = spec.with_overrides(upstreams=ups, addresses="given")
         if target_qps is not None:
-            changes["target_qps"] = target_qps
+            flags["target_qps"] = (target_qps, f"--target-qps {target_qps:g}")
         if slo:
-            changes["slo_percentile"], changes["slo_latency_s"] = parse_slo(slo)
+            pct, lat = parse_slo(slo)
+            flags["slo_percentile"], flags["slo_latency_s"] = (pct, f"--slo {slo}"), (lat, f"--slo {slo}")
         if max_error_rate:
-            changes["max_error_rate"] = parse_ratio(max_error_rate, "--max-error-rate")
-        if body_bytes is not None:
-            changes["max_body_bytes"] = body_bytes
+            flags["max_error_rate"] = (parse_ratio(max_error_rate, "--max-error-rate"), f"--max-error-rate {max_error_rate}")
         if capacity_rps is not None:
-            changes["planned_capacity_rps"] = capacity_rps
-        if changes:
-            spec = spec.with_overrides(**changes)
-    elif upstream:
+            flags["planned_capacity_rps"] = (capacity_rps, f"--capacity-rps {capacity_rps:g}")
+    elif upstream or found:
         spec = specmod.from_flags(
-            upstream, backup or (), target_qps=target_qps, slo=slo, max_error_rate=max_error_rate,
-            capacity_rps=capacity_rps, max_body_bytes=body_bytes,
+            upstream or (), backup or (), target_qps=target_qps, slo=slo, max_error_rate=max_error_rate,
+            capacity_rps=capacity_rps, hosts=found,
         )
     else:
-        raise UsageError("give --plan plan.yaml (from asrtk plan) or --upstream HOST:PORT --target-qps N")
+        raise UsageError("give --plan plan.yaml (from asrtk plan) or --hosts FILE|LIST --target-qps N")
+    if flags:
+        spec = spec.with_flags(flags)
+    if template:
+        if spec.addresses != "missing":
+            raise UsageError("--template is for a plan without addresses; the servers are known here: drop --template")
+        spec = spec.with_overrides(addresses="template")
 
     extra: dict[str, object] = {}
     if route:
@@ -130,6 +167,11 @@ def generate(
     written = _write(out, files)
     for path in written:
         typer.echo(f"wrote {path}")
+    for note in spec.notes:
+        typer.echo(f"note: {note}", err=True)
+    if spec.addresses == "template":
+        typer.echo(f"note: --template: the server addresses are placeholders (*.{specmod.PLACEHOLDER_DOMAIN}); "
+                   "replace them or regenerate with --hosts FILE", err=True)
     if spec.slo_snapped:
         typer.echo(f"note: latency SLO {spec.slo_latency_s:g} s snapped up to the histogram bucket "
                    f"boundary {spec.slo_threshold_s:g} s", err=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from toolkit.cli._common import console, handle_errors
+from toolkit.cli._common import console, handle_errors, read_hosts
 from toolkit.errors import UsageError
 
 plan_app = typer.Typer(
@@ -30,7 +30,9 @@ def plan(
     max_error_rate: Annotated[str, typer.Option(help="Error budget, e.g. 1%.")] = "1%",
     capacity: Annotated[Optional[list[Path]], typer.Option(help="capacity.json of a sweep (repeatable). Default: the latest sweep in --results.")] = None,
     node: Annotated[Optional[list[str]], typer.Option(help="Node type NAME=FILE[:cost per hour] (repeatable), e.g. gpu-a=results/sweep-x/capacity.json:3.2.")] = None,
-    measurements: Annotated[Optional[list[Path]], typer.Option(help="CSV with columns workers,qps,p95_s,error_rate[,node] measured elsewhere (repeatable).")] = None,
+    measurements: Annotated[Optional[list[Path]], typer.Option(help="CSV measured elsewhere (repeatable): workers,qps,p95_s,error_rate[,users|concurrency][,node]; rows of one worker count in order of offered load (by users/concurrency, else file order). A row past the knee (more users, no more throughput, or over the SLO) caps that worker count's capacity.")] = None,
+    hosts: Annotated[Optional[str], typer.Option("--hosts", help="Inventory FILE, one host per line: HOST:PORT, optionally followed by weight=N, backup, type=NAME; or the same entries as a comma-separated LIST: the fleet's real addresses; too few hosts for the plan is an error. Without it plan.yaml has no addresses and `asrtk generate` asks for them.")] = None,
+    max_body: Annotated[Optional[str], typer.Option("--max-body", help="Largest request body, e.g. 20MB (10 min of 16 kHz 16-bit WAV is 19.2 MB); overrides the scenario's largest upload. A CSV gives none.")] = None,
     redundancy: Annotated[int, typer.Option(help="Spare nodes (N+k): they become nginx backups.")] = 1,
     headroom: Annotated[float, typer.Option(help="Load each node at most this fraction of its capacity at the SLO.")] = 0.8,
     max_cost_per_hour: Annotated[Optional[float], typer.Option(help="Budget: reject plans that cost more per hour.")] = None,
@@ -39,11 +41,14 @@ def plan(
 ) -> None:
     """Turn measured capacity into node counts, workers per node, nginx weights and N+k redundancy.
 
-    Capacity at the SLO is interpolated between measured points only (never extrapolated);
-    nodes = ceil(target / (headroom x capacity)) + redundancy. A queueing model (Erlang C with
-    an Allen-Cunneen correction) predicts p95 at the planned load, labelled as a model next to
-    the measured figure. Exit codes: 0 planned, 2 no or bad capacity data, 3 no plan meets the
-    SLO or the budget.
+    Capacity at the SLO is interpolated between measured points only (never extrapolated); a
+    point past the knee (more users, no more throughput) caps it at the busiest point within the
+    SLO. nodes = ceil(target / (headroom x capacity)) + redundancy. The notes name the
+    measurements (CSV line, sweep step) that decided each capacity. A queueing model (Erlang C
+    with an Allen-Cunneen correction) predicts p95 at the planned load, labelled as a model next
+    to the measured figure. --hosts assigns the inventory's addresses to the fleet. Exit codes:
+    0 planned, 2 no or bad capacity data, flags or inventory (too few hosts: says how many are
+    missing), 3 no plan meets the SLO or the budget.
 
     Examples:
 
@@ -52,7 +57,10 @@ def plan(
       asrtk plan --target-qps 300 --slo p95=1.5s --node a100=results/sweep-a/capacity.json:3.2 \\
           --node l4=results/sweep-b/capacity.json:0.9 --redundancy 2 --out deploy/
 
-      asrtk plan --target-qps 120 --slo p95=2s --measurements loadtest.csv
+      asrtk plan --target-qps 120 --slo p95=2s --measurements loadtest.csv --hosts hosts.txt
+
+      asrtk plan --target-qps 40 --slo p95=1.5s --measurements article.csv --max-body 20MB \\
+          --hosts 10.0.0.1:8000,10.0.0.2:8000,10.0.0.3:8000
 
       asrtk plan validate deploy/plan.yaml --target http://gpu-a-1:8000
     """
@@ -60,7 +68,8 @@ def plan(
         return
     from toolkit.runs.plan import gather, plan_and_write
     from toolkit.capacity.planner import PlanRequest
-    from toolkit.units import parse_ratio, parse_slo
+    from toolkit.units import parse_ratio, parse_size, parse_slo
+    from dataclasses import replace
 
     if target_qps is None:
         raise UsageError("--target-qps is required, e.g. asrtk plan --target-qps 300")
@@ -71,6 +80,11 @@ def plan(
         redundancy=redundancy, max_cost_per_hour=max_cost_per_hour,
     )
     inputs = gather(list(capacity or []), list(node or []), list(measurements or []), results)
+    if hosts is not None:
+        found, where = read_hosts(hosts)
+        inputs = replace(inputs, hosts=found, hosts_source=where)
+    if max_body is not None:
+        inputs = replace(inputs, max_body_bytes=parse_size(max_body, "--max-body"), max_body_flag=f"--max-body {max_body}")
     if inputs.used_latest is not None:
         say(f"using the latest sweep: {inputs.used_latest}")
     result = plan_and_write(req, inputs, out)

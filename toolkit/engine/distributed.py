@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from toolkit.units import is_loopback
+
 MSG_PREPARE = "asrtk_prepare"
 MSG_PREPARED = "asrtk_prepared"
 MSG_START = "asrtk_start"
@@ -76,23 +78,12 @@ def _valid_mac(secret: str, mac: object, *parts: str) -> bool:
     return isinstance(mac, str) and hmac.compare_digest(mac.encode("ascii", "replace"), _mac(secret, *parts).encode())
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def require_secret_for(bind: str, remote: int, secret: str | None) -> None:
     """Refuse a master that listens beyond loopback or waits for remote workers without a secret."""
     from toolkit.errors import UsageError
 
-    if secret is None and (remote or not _is_loopback(bind)):
-        why = f"--master-bind {bind}" if not _is_loopback(bind) else f"--expect-workers {remote}"
+    if secret is None and (remote or not is_loopback(bind)):
+        why = f"--master-bind {bind}" if not is_loopback(bind) else f"--expect-workers {remote}"
         raise UsageError(f"{why} lets other machines join this run: set a shared secret with --secret or "
                          f"{SECRET_ENV} (the same on every `asrtk worker`)")
 

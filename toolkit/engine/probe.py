@@ -59,11 +59,12 @@ def fetcher(base_url: str, headers: dict[str, str]):  # type: ignore[no-untyped-
 def local_target_pids(base_url: str, server: Any = None) -> list[int]:
     """The processes serving a target on this host: the one listening on its port (an embedded
     server's own pid as a fallback). Remote targets: []."""
-    from toolkit.samplers import is_loopback_host, listening_pids
+    from toolkit.samplers import listening_pids
+    from toolkit.units import is_loopback
 
     parts = urlsplit(base_url)
     pids: set[int] = set()
-    if parts.hostname and is_loopback_host(parts.hostname):
+    if parts.hostname and is_loopback(parts.hostname):
         port = parts.port or (443 if parts.scheme == "https" else 80)
         pids.update(listening_pids(port))
     if server is not None and getattr(server, "pid", 0):

@@ -16,15 +16,26 @@ The checked-in defaults (``alerts/``, ``dashboards/grafana/``) are :func:`defaul
 
 from __future__ import annotations
 
+from toolkit.errors import UsageError
 from toolkit.generators import dashboards, nginx, prometheus, rules
 from toolkit.generators.spec import OpsSpec, default_spec
 
 KINDS = ("nginx", "prometheus", "alerts", "dashboards")
+# what writes the servers' addresses into a deployable file (the alerts only label test series)
+NEEDS_ADDRESSES = ("nginx", "prometheus", "dashboards")
 DEFAULTS_COMMAND = "asrtk generate defaults"
 
 
 def generate(kind: str, spec: OpsSpec) -> dict[str, str]:
-    """``{path relative to --out: text}`` for ``kind`` (one of KINDS or 'all')."""
+    """``{path relative to --out: text}`` for ``kind`` (one of KINDS or 'all').
+
+    A spec without real addresses (``spec.addresses == "missing"``) is refused for the kinds that
+    write them: never a silent placeholder."""
+    if spec.addresses == "missing" and kind in (*NEEDS_ADDRESSES, "all"):
+        raise UsageError(
+            f"{kind} needs the servers' addresses and {spec.origin} has none (planned without --hosts): "
+            "pass --hosts FILE (one HOST:PORT per line) or --hosts h1:8000,h2:8000, or --template for marked placeholders"
+        )
     if kind == "all":
         out: dict[str, str] = {}
         for k in KINDS:

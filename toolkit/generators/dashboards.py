@@ -156,7 +156,9 @@ def capacity(spec: OpsSpec) -> Dashboard:
     )
     return Dashboard(
         uid="asrtk-capacity", title="asrtk / Capacity", filename="asrtk-capacity.json",
-        description=f"Actual traffic against the plan ({spec.origin}): headroom and load balance.",
+        description=f"Actual traffic against the plan ({spec.origin}): headroom and load balance."
+        + (" TEMPLATE (--template): the planned shares name placeholder instances; regenerate with --hosts FILE."
+           if spec.addresses == "template" else ""),
         variables=(Variable("job", "Job", "label_values(asrtk_requests_total, job)", include_all=False),),
         panels=panels,
     )

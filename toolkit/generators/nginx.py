@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from toolkit.generators.spec import OpsSpec
+from toolkit.generators.spec import PLACEHOLDER_DOMAIN, OpsSpec
 
 UPSTREAM = "asrtk_backend"
 LIMIT_ZONE = "asrtk_limit"
@@ -32,6 +32,8 @@ MiB = 2**20
 
 def read_timeout(spec: OpsSpec) -> tuple[int, str]:
     """proxy_read_timeout in seconds and where it came from (the measured tail, never a guess)."""
+    if spec.read_timeout_s is not None:
+        return spec.read_timeout_s, f"{spec.source('read_timeout_s')}, in place of the value derived from the latency tail"
     if spec.latency_max_s is not None:
         value = max(5, math.ceil(2 * spec.latency_max_s))
         return value, f"2 x slowest measured response ({spec.source('latency_max_s')}), at least 5 s"
@@ -40,7 +42,8 @@ def read_timeout(spec: OpsSpec) -> tuple[int, str]:
         return value, f"4 x measured p99 ({spec.source('latency_p99_s')}; no max in the plan), at least 5 s"
     if spec.latency_p95_s is not None:
         value = max(5, math.ceil(6 * spec.latency_p95_s))
-        return value, f"6 x measured p95 ({spec.source('latency_p95_s')}; no p99 or max in the plan), at least 5 s"
+        return value, (f"6 x measured p95 ({spec.source('latency_p95_s')}): the slowest request predicted from p95 "
+                       "alone (no p99 or max measured), at least 5 s; set --read-timeout if longer requests exist")
     return DEFAULT_READ_TIMEOUT_S, (
         "nginx default 60 s: the plan has no measured latency tail (latency_s); run asrtk sweep and asrtk plan"
     )
@@ -65,11 +68,14 @@ def body_limit(spec: OpsSpec) -> tuple[str, str]:
 
 def rate_limit(spec: OpsSpec) -> tuple[str, int, str]:
     cap = spec.planned_capacity_rps
-    rate = f"{math.ceil(cap)}r/s" if cap >= 10 else f"{math.ceil(cap * 60)}r/m"
     burst = max(1, math.ceil(spec.target_qps))
-    why = (f"rate = planned fleet capacity {cap:g} r/s ({spec.source('planned_capacity_rps')}); "
-           f"burst = 1 s of target traffic ({spec.target_qps:g} r/s): Poisson arrivals bunch")
-    return rate, burst, why
+    if spec.rate_limit is not None:
+        rate = spec.rate_limit
+        why = f"rate = {rate} ({spec.source('rate_limit')}, in place of the planned fleet capacity {cap:g} r/s)"
+    else:
+        rate = f"{math.ceil(cap)}r/s" if cap >= 10 else f"{math.ceil(cap * 60)}r/m"
+        why = f"rate = planned fleet capacity {cap:g} r/s ({spec.source('planned_capacity_rps')})"
+    return rate, burst, why + f"; burst = 1 s of target traffic ({spec.target_qps:g} r/s): Poisson arrivals bunch"
 
 
 def render(spec: OpsSpec) -> str:
@@ -87,6 +93,9 @@ def render(spec: OpsSpec) -> str:
     w("# Install: copy to /etc/nginx/conf.d/asrtk.conf (included inside http {}), then")
     w("#   nginx -t && systemctl reload nginx")
     w("# Upstream host names must resolve when nginx starts: open-source nginx resolves them once.")
+    if spec.addresses == "template":
+        w(f"# TEMPLATE (--template): the server addresses are placeholders (*.{PLACEHOLDER_DOMAIN}); nginx -t")
+        w("# fails on them until they are replaced. Regenerate with --hosts FILE (one HOST:PORT per line).")
     w("")
     if spec.streaming:
         w("# WebSocket upgrade for streaming ASR; an empty Connection header otherwise, so plain requests")
@@ -113,10 +122,15 @@ def render(spec: OpsSpec) -> str:
         params = f"weight={u.weight} max_fails={spec.max_fails} fail_timeout={spec.fail_timeout_s}s"
         if u.backup:
             params += " backup"
-        note = u.name if u.name and u.name != u.address else ""
-        if u.node_type:
-            note += f" ({u.node_type})"
-        kind = "spare (redundancy), used only when every active server is down" if u.backup else "weight from the plan"
+        parts = [u.name if u.name and u.name != u.address else "", f"({u.node_type})" if u.node_type else ""]
+        note = " ".join(x for x in parts if x)
+        if u.source:
+            note = (note + ", " if note else "") + f"from {u.source}"
+        weight_from = "" if "weight from there" in u.source else ", weight from the plan"
+        kind = ("spare (redundancy), used only when every active server is down" if u.backup
+                else "active" + weight_from)
+        if spec.addresses == "template":
+            kind += "; PLACEHOLDER address"
         w(f"    server {u.address} {params};  # {(note + ': ') if note else ''}{kind}")
     w(f"    # Idle upstream connections kept per worker: {ka_why}.")
     w(f"    keepalive {ka};")

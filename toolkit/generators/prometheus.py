@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.generators.rules import RULES_FILE, _dump
-from toolkit.generators.spec import OpsSpec
+from toolkit.generators.spec import PLACEHOLDER_DOMAIN, OpsSpec
 
 RULES_PATH = f"../alerts/{RULES_FILE}"  # relative to prometheus.yml, as `asrtk generate all` lays files out
 
@@ -56,4 +56,7 @@ def render(spec: OpsSpec, rules_path: str = RULES_PATH) -> str:
         f"rule_files points at {rules_path} (relative to this file); keep the layout or adjust it.",
         "Check: promtool check config prometheus.yml",
     ]
+    if spec.addresses == "template":
+        head.insert(1, f"TEMPLATE (--template): the targets are placeholders (*.{PLACEHOLDER_DOMAIN}) that never resolve; "
+                       "regenerate with --hosts FILE (one HOST:PORT per line).")
     return "".join(f"# {line}\n" for line in head) + _dump(doc)

@@ -19,7 +19,9 @@ key                               default
 ``slo.percentile`` / ``latency_s``  0.95 / 1.5 s
 ``slo.max_error_rate``            0.01
 ``headroom``                      0.8 (planned capacity = target / headroom without node data)
-``fleet``                         required unless ``--upstream`` flags are given
+``fleet``                         required unless ``--hosts`` / ``--upstream`` are given
+``fleet[].address``               all null (planned without ``--hosts``): nginx, Prometheus and
+                                  dashboards refuse (``--hosts``), or ``--template`` placeholders
 ``fleet[].weight`` / ``backup``   1 / false
 ``latency_s.p50|p95|p99|max``     absent: proxy timeouts fall back to documented defaults
 ``request.max_body_bytes``        100 MiB (the reference server's ``--max-body-mb`` default)
@@ -30,11 +32,13 @@ key                               default
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reference_server.metrics_spec import LATENCY_BUCKETS_S
+from toolkit.capacity.inventory import Host, assign, fleet_from_hosts
 from toolkit.capacity.planfile import DEFAULTS as PLAN_DEFAULTS
 from toolkit.capacity.planfile import SCHEMA as PLAN_SCHEMA
 from toolkit.errors import ConfigError, UsageError
@@ -48,6 +52,10 @@ DEFAULT_HEADROOM: float = PLAN_DEFAULTS["headroom"]
 DEFAULT_MAX_BODY_BYTES: int = PLAN_DEFAULTS["request"]["max_body_bytes"]
 DEFAULT_TARGET_QPS = 100.0  # only for default_spec(): the checked-in artifacts
 GPU_EXPORTER_PORT = 9400  # dcgm-exporter's port, which `asrtk gpu-exporter` uses too
+# --template addresses: the reserved .invalid TLD (RFC 2606) never resolves, so a template can
+# never route traffic anywhere by accident, and the name says what to do with it
+PLACEHOLDER_DOMAIN = "replace-me.invalid"
+PLACEHOLDER_PORT = 8000
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class Upstream:
     backup: bool = False
     name: str = ""
     node_type: str = ""
+    source: str = ""  # where the address came from ("hosts.txt line 3"), for the generated comments
 
     @property
     def host(self) -> str:
@@ -94,8 +103,14 @@ class OpsSpec:
     retry_non_idempotent: bool = False
     scrape_interval_s: int = 15
     runbook_url: str = ""
+    read_timeout_s: int | None = None  # --read-timeout: replaces the one derived from the latency tail
+    rate_limit: str | None = None  # --rate-limit, as nginx writes it ("300r/s"): replaces the planned capacity
+    # "given": real addresses; "missing": the plan has none (upstreams are placeholders the address-bound
+    # generators refuse); "template": placeholders on purpose (--template), marked in every file
+    addresses: str = "given"
     origin: str = "defaults"
     sources: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # said on stderr by the CLI (e.g. inventory hosts left out)
 
     def __post_init__(self) -> None:
         where = self.origin
@@ -131,6 +146,8 @@ class OpsSpec:
             raise ConfigError(f"{where}: request.max_body_bytes must be > 0, got {self.max_body_bytes}")
         if not self.route.startswith("/"):
             raise ConfigError(f"{where}: target route must start with '/', got {self.route!r}")
+        if self.addresses not in ("given", "missing", "template"):
+            raise ValueError(f"addresses must be given, missing or template, got {self.addresses!r}")
 
     # -- derived figures -------------------------------------------------------------------
 
@@ -160,10 +177,14 @@ class OpsSpec:
 
     def with_overrides(self, **changes: Any) -> "OpsSpec":
         """A copy with fields replaced; sources of replaced fields become 'command line'."""
+        return self.with_flags({k: (v, "command line") for k, v in changes.items()})
+
+    def with_flags(self, changes: Mapping[str, tuple[Any, str]]) -> "OpsSpec":
+        """A copy with fields replaced by flags: ``{field: (value, flag as typed)}``; the flag is the source."""
         sources = dict(self.sources)
-        for k in changes:
-            sources[k] = "command line"
-        return replace(self, **changes, sources=sources)
+        for k, (_, flag) in changes.items():
+            sources[k] = flag
+        return replace(self, **{k: v for k, (v, _) in changes.items()}, sources=sources)
 
 
 def _positive(where: str, what: str, value: float) -> None:
@@ -219,13 +240,15 @@ def from_flags(
     max_body_bytes: int | None = None,
     streaming: bool = False,
     latency_max_s: float | None = None,
+    hosts: Sequence[Host] = (),
 ) -> OpsSpec:
-    """A spec from ``--upstream`` flags instead of a plan (no measured tail: default timeouts)."""
+    """A spec from ``--hosts`` / ``--upstream`` flags instead of a plan (no measured tail: default timeouts)."""
     if target_qps is None:
         raise UsageError("--target-qps is required without --plan, e.g. --target-qps 300")
     if not 0.0 < headroom <= 1.0:
         raise UsageError(f"--headroom must be in (0, 1], got {headroom}")
     ups = tuple(parse_upstream(u) for u in upstreams) + tuple(parse_upstream(b, backup=True) for b in backups)
+    ups += tuple(_upstreams(fleet_from_hosts(hosts), "--hosts"))
     sources: dict[str, str] = {"target_qps": f"--target-qps {target_qps:g}"}
     kwargs: dict[str, Any] = {}
     if slo:
@@ -253,8 +276,14 @@ def from_flags(
     )
 
 
-def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
-    """A spec from a parsed ``asrtk.plan/v1`` document; absent keys take the documented defaults."""
+def from_plan(
+    plan: Mapping[str, Any], name: str = "plan.yaml", hosts: Sequence[Host] = (), hosts_source: str = "",
+) -> OpsSpec:
+    """A spec from a parsed ``asrtk.plan/v1`` document; absent keys take the documented defaults.
+
+    ``hosts`` (an inventory) replace the fleet's addresses, matched to its slots as ``asrtk plan
+    --hosts`` does; without them a fleet planned without addresses gives placeholder upstreams
+    and ``addresses="missing"``."""
     if not isinstance(plan, Mapping):
         raise ConfigError(f"{name}: expected a mapping at the top level (asrtk.plan/v1), got {type(plan).__name__}")
     schema = plan.get("schema")
@@ -265,6 +294,7 @@ def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
     slo = _section(plan, "slo", name)
     latency = _section(plan, "latency_s", name)
     request = _section(plan, "request", name)
+    provenance = _section(plan, "sources", name)
 
     target_qps = _num(target, "qps", name, "target.qps")
     if target_qps is None:
@@ -295,14 +325,16 @@ def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
         v = _num(latency, key, name, f"latency_s.{key}")
         if v is not None:
             kwargs[f"latency_{key}_s"] = v
-            sources[f"latency_{key}_s"] = f"{name} latency_s.{key} = {v:g} s (measured near the planned point)"
+            sources[f"latency_{key}_s"] = f"{name} latency_s.{key} = {v:g} s (" + str(
+                provenance.get("latency_s") or "measured near the planned point") + ")"
 
     body = request.get("max_body_bytes")
     if body is not None:
         if isinstance(body, bool) or not isinstance(body, int) or body <= 0:
             raise ConfigError(f"{name}: request.max_body_bytes must be a positive integer, got {body!r}")
         kwargs["max_body_bytes"] = body
-        sources["max_body_bytes"] = f"{name} request.max_body_bytes = {body} (largest upload of the scenario)"
+        sources["max_body_bytes"] = f"{name} request.max_body_bytes = {body}" + (
+            f" ({provenance['request.max_body_bytes']})" if provenance.get("request.max_body_bytes") else "")
     else:
         sources["max_body_bytes"] = (f"default {DEFAULT_MAX_BODY_BYTES / 2**20:g} MiB (the reference server's "
                                      "--max-body-mb; request.max_body_bytes absent)")
@@ -318,28 +350,27 @@ def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
                 node_caps[str(nt["name"])] = cap
 
     fleet = plan.get("fleet")
-    if not fleet:
-        raise ConfigError(f"{name}: fleet is missing or empty; add upstream entries or pass --upstream HOST:PORT")
-    if not isinstance(fleet, list):
+    if fleet is not None and not isinstance(fleet, list):
         raise ConfigError(f"{name}: fleet must be a list of {{name, address, weight, backup}}")
-    ups = []
-    for i, entry in enumerate(fleet):
-        if not isinstance(entry, Mapping) or not entry.get("address"):
-            raise ConfigError(f"{name}: fleet[{i}].address is missing; write it as host:port")
-        address = str(entry["address"])
-        try:
-            parse_hostport(address, f"{name}: fleet[{i}].address", weight=False)
-        except UsageError as exc:
-            raise ConfigError(str(exc)) from None
-        weight = entry.get("weight", 1)
-        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-            raise ConfigError(f"{name}: fleet[{i}].weight must be an integer >= 1, got {weight!r}")
-        backup = entry.get("backup", False)
-        if not isinstance(backup, bool):
-            raise ConfigError(f"{name}: fleet[{i}].backup must be true or false, got {backup!r}")
-        ups.append(Upstream(address=address, weight=weight, backup=backup,
-                            name=str(entry.get("name") or address), node_type=str(entry.get("node_type") or "")))
-
+    addresses = "given"
+    host_notes: list[str] = []
+    for i, entry in enumerate(fleet or []):
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{name}: fleet[{i}] must be a mapping {{name, address, weight, backup}}")
+    if hosts:
+        if fleet:
+            slots = [{**e, "weight": _weight(e, i, name)} for i, e in enumerate(fleet)]
+            fleet, host_notes = assign(slots, hosts, hosts_source)
+        else:
+            fleet = fleet_from_hosts(hosts)
+    elif not fleet:
+        raise ConfigError(f"{name}: fleet is missing or empty; pass --hosts FILE (one HOST:PORT per line) "
+                          "or --upstream HOST:PORT")
+    elif all(e.get("address") is None for e in fleet):
+        addresses = "missing"  # planned without --hosts: placeholders only the address-free generators use
+        fleet = [{**e, "address": placeholder_address(str(e.get("name") or f"node-{i + 1}"))}
+                 for i, e in enumerate(fleet)]
+    ups = _upstreams(fleet, name)
     headroom = _num(plan, "headroom", name, "headroom") or DEFAULT_HEADROOM
     active = [u for u in ups if not u.backup]
     if active and all(u.node_type in node_caps for u in active):
@@ -348,6 +379,7 @@ def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
         sources["planned_capacity_rps"] = (
             f"sum of measured capacity of the active fleet ({name} node_types[].capacity_rps): "
             + (parts if len(active) <= 4 else f"{len(active)} nodes") + f" = {capacity:g} r/s"
+            + (f"; measured by {provenance['capacity']}" if provenance.get("capacity") else "")
         )
     else:
         capacity = target_qps / headroom
@@ -356,8 +388,40 @@ def from_plan(plan: Mapping[str, Any], name: str = "plan.yaml") -> OpsSpec:
         )
     return OpsSpec(
         upstreams=tuple(ups), target_qps=target_qps, planned_capacity_rps=capacity, route=route,
-        streaming=streaming, origin=name, sources=sources, **kwargs,
+        streaming=streaming, addresses=addresses, origin=name, sources=sources, notes=tuple(host_notes), **kwargs,
     )
+
+
+def placeholder_address(name: str) -> str:
+    """A --template address: the slot's name under the never-resolving placeholder domain."""
+    label = re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-") or "node"
+    return f"{label}.{PLACEHOLDER_DOMAIN}:{PLACEHOLDER_PORT}"
+
+
+def _weight(entry: Mapping[str, Any], i: int, name: str) -> int:
+    weight = entry.get("weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+        raise ConfigError(f"{name}: fleet[{i}].weight must be an integer >= 1, got {weight!r}")
+    return weight
+
+
+def _upstreams(fleet: Sequence[Mapping[str, Any]], name: str) -> list[Upstream]:
+    ups = []
+    for i, entry in enumerate(fleet):
+        if not entry.get("address"):
+            raise ConfigError(f"{name}: fleet[{i}].address is missing; write it as host:port (or give --hosts FILE)")
+        address = str(entry["address"])
+        try:
+            parse_hostport(address, f"{name}: fleet[{i}].address", weight=False)
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
+        weight = _weight(entry, i, name)
+        backup = entry.get("backup", False)
+        if not isinstance(backup, bool):
+            raise ConfigError(f"{name}: fleet[{i}].backup must be true or false, got {backup!r}")
+        ups.append(Upstream(address=address, weight=weight, backup=backup, name=str(entry.get("name") or address),
+                            node_type=str(entry.get("node_type") or ""), source=str(entry.get("source") or "")))
+    return ups
 
 
 def _section(doc: Mapping[str, Any], key: str, name: str) -> Mapping[str, Any]:

@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from toolkit.capacity import capacityfile, planfile, render
+from toolkit.capacity.inventory import Host
 from toolkit.capacity.measurements import NodeType, node_type_from_capacity, node_types_from_csv
-from toolkit.capacity.planner import Plan, PlanRequest, make_plan
+from toolkit.capacity.planner import NodeAssessment, Plan, PlanRequest, make_plan, workers_label
 from toolkit.errors import ConfigError, NoDataError
 from toolkit.units import parse_node
 
@@ -26,6 +27,10 @@ class Inputs:
     nodes: list[NodeType]
     sources: list[str]
     used_latest: Path | None
+    hosts: tuple[Host, ...] = ()  # --hosts: the inventory the fleet is matched to
+    hosts_source: str = ""
+    max_body_bytes: int | None = None  # --max-body: overrides the scenario's largest upload
+    max_body_flag: str = ""
 
 
 def _node_from_file(path: Path, name: str | None, cost: float | None) -> NodeType:
@@ -103,9 +108,33 @@ def assumptions(plan: Plan, inputs: Inputs) -> list[str]:
         "nginx sends requests to `backup` servers only when every primary is unavailable: the redundancy check "
         "assumes a lost node is replaced by a backup; see degraded.one_primary_down for the survivors' load"
     )
-    out.append("fleet host names are placeholders: edit the addresses before generating configs")
+    if inputs.hosts:
+        out.append(f"fleet addresses from the inventory --hosts {inputs.hosts_source}")
+    else:
+        out.append("fleet addresses not assigned (no --hosts): asrtk generate needs --hosts FILE for nginx, "
+                   "Prometheus and dashboards")
     if inputs.used_latest is not None:
         out.append(f"capacity data: latest sweep {inputs.used_latest} (no --capacity/--node/--measurements given)")
+    return out
+
+
+def provenance(plan: Plan, main: NodeAssessment, inputs: Inputs) -> dict[str, str]:
+    """Where the plan's derived values come from, for the generated comments."""
+    nt = main.node_type
+    what = f"{nt.kind} {nt.source}"
+    per_node = plan.expected.get("per_node_rps") or 0.0
+    out = {
+        "capacity": "; ".join(f"{a.node_type.name}: {a.node_type.kind} {a.node_type.source} ({a.capacity.kind})"
+                              for a in plan.assessments if a.capacity.rps is not None),
+        "latency_s": (f"{what}: {nt.name} ({workers_label(main.workers)}) measured at {per_node:.3g} rps per node"
+                      + (" (p95 only)" if nt.kind == "CSV" else "")),
+    }
+    if inputs.max_body_bytes is not None:
+        out["request.max_body_bytes"] = f"asrtk plan {inputs.max_body_flag}"
+    elif (nt.request or {}).get("max_body_bytes") is not None:
+        out["request.max_body_bytes"] = f"scenario {nt.scenario or '?'}: largest upload (sweep {nt.source})"
+    if inputs.hosts:
+        out["fleet"] = f"--hosts {inputs.hosts_source}"
     return out
 
 
@@ -122,9 +151,13 @@ def plan_and_write(req: PlanRequest, inputs: Inputs, out_dir: Path) -> PlanOutpu
     plan = make_plan(inputs.nodes, req)
     main = next(a for a in plan.assessments if a.node_type.name == plan.recommended.composition[0][0])
     created = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    request = dict(main.node_type.request or {})
+    if inputs.max_body_bytes is not None:
+        request["max_body_bytes"] = inputs.max_body_bytes
     doc = planfile.plan_document(
         plan, created=created, scenario=main.node_type.scenario, route=main.node_type.route,
-        request=main.node_type.request, assumptions=assumptions(plan, inputs),
+        request=request, assumptions=assumptions(plan, inputs), hosts=inputs.hosts or None,
+        hosts_source=inputs.hosts_source, sources=provenance(plan, main, inputs),
     )
     out_dir = Path(out_dir)
     y = planfile.write_plan(out_dir / "plan.yaml", doc)
