@@ -215,7 +215,14 @@ def measure(load: str, budget_mb: float, args: argparse.Namespace, pcm: np.ndarr
         sampler = RssSampler(srv.pid)
         # warm-up: one long request alone grows ONNX Runtime's arena to the largest batch shape
         # (--max-batch x 30 s segments) once; what the load adds on top is what admission bounds
-        run_uploads(srv.url, wav, 1, 600, 1)
+        if load == "tts-cache":  # the TTS model's arena at its largest shape, without filling the cache
+            import httpx
+
+            with httpx.Client(base_url=srv.url, timeout=120, trust_env=False) as c:
+                for i in range(8):
+                    c.post("/api/synthesize", json={"text": ("warm up %d " % i) * 40})
+        else:
+            run_uploads(srv.url, wav, 1, 600, 1)
         time.sleep(1.0)
         idle = sampler.rss()
         sampler.start()

@@ -365,6 +365,7 @@ def create_app(
     state = ServerState(cfg, metrics)
     if cfg.cache:
         state.cache = ResultCache(parse_cache(cfg.cache), cfg.cache_ttl_s, metrics)
+        metrics.precreate_cache(state.cache.levels)
     loader = engine_loader or load_engine
 
     async def load() -> None:

@@ -105,6 +105,7 @@ def tts_text_key(text: str) -> str:
 
 
 class CacheMetrics(Protocol):
+    def request(self, model: str, hit: bool) -> None: ...
     def lookup(self, model: str, level: str, result: str, seconds: float) -> None: ...
     def eviction(self, level: str) -> None: ...
     def error(self, level: str, op: str) -> None: ...
@@ -179,6 +180,12 @@ class ResultCache:
         return self.spec.levels
 
     async def get(self, model: str, key: str) -> bytes | None:
+        """The cached value (any level) or None; counts the request's outcome once (X-Cache)."""
+        value = await self._lookup(model, key)
+        self.metrics.request(model, value is not None)
+        return value
+
+    async def _lookup(self, model: str, key: str) -> bytes | None:
         if self.memory is not None:
             t0 = time.perf_counter()
             value = self.memory.get(key)
@@ -192,16 +199,16 @@ class ResultCache:
             return None
         t0 = time.perf_counter()
         try:
-            value = await asyncio.wait_for(self._redis.get(key), timeout=REDIS_TIMEOUT_S)
+            raw = await asyncio.wait_for(self._redis.get(key), timeout=REDIS_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - any Redis failure is a miss, never a failed request
             self.metrics.lookup(model, "redis", "error", time.perf_counter() - t0)
             self._failed("get", exc)
             return None
         self._ok()
-        self.metrics.lookup(model, "redis", "hit" if value is not None else "miss", time.perf_counter() - t0)
-        if value is None:
+        self.metrics.lookup(model, "redis", "hit" if raw is not None else "miss", time.perf_counter() - t0)
+        if raw is None:
             return None
-        value = bytes(value)
+        value = bytes(raw)
         if self.memory is not None:  # promote to L1: the next lookup of it stays in process
             self._store_memory(key, value)
         return value

@@ -76,7 +76,24 @@ class ServerMetrics:
         self.cache_degraded.set(0)
         self._m["asrtk_cache_memory_bytes"].set(0)
 
+    def precreate_cache(self, levels: Sequence[str]) -> None:
+        """With --cache: zeros for every cache series, so dashboards show 0 rather than no data."""
+        for model in spec.MODELS:
+            for result in ("hit", "miss"):
+                self._m["asrtk_cache_requests_total"].labels(model=model, result=result)
+            for level in levels:
+                for result in spec.CACHE_RESULTS:
+                    self._m["asrtk_cache_lookups_total"].labels(model=model, level=level, result=result)
+        for level in levels:
+            self._m["asrtk_cache_lookup_duration_seconds"].labels(level=level)
+        self._m["asrtk_cache_evictions_total"].labels(level="memory")
+        for op in ("get", "set"):
+            self._m["asrtk_cache_errors_total"].labels(level="redis", op=op)
+
     # CacheMetrics (reference_server.cache)
+    def request(self, model: str, hit: bool) -> None:
+        self._m["asrtk_cache_requests_total"].labels(model=model, result="hit" if hit else "miss").inc()
+
     def lookup(self, model: str, level: str, result: str, seconds: float) -> None:
         self._m["asrtk_cache_lookups_total"].labels(model=model, level=level, result=result).inc()
         self._m["asrtk_cache_lookup_duration_seconds"].labels(level=level).observe(seconds)

@@ -72,6 +72,9 @@ METRICS: tuple[MetricSpec, ...] = (
                "1 when models are loaded and warmed and the server accepts work, else 0 (per worker, summed)."),
     MetricSpec("asrtk_model_info", "gauge", ("model", "preset", "provider"),
                "Always 1; labels say which model preset and ONNX Runtime provider run."),
+    MetricSpec("asrtk_cache_requests_total", "counter", ("model", "result"),
+               "Requests that looked up the result cache, by result (hit: any level had the answer, X-Cache: hit; "
+               "miss: the model computed it). The hit rate is hit / (hit + miss)."),
     MetricSpec("asrtk_cache_lookups_total", "counter", ("model", "level", "result"),
                "Result-cache lookups by model, level (memory, redis) and result (hit, miss, error: Redis down or "
                "slow, counted as a miss). A request is a hit when any level hits."),

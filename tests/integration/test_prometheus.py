@@ -211,10 +211,25 @@ def _live_names(url: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^([A-Za-z_:][A-Za-z0-9_:]*)[{ ]", text, re.M)}
 
 
+@pytest.fixture(scope="module")
+def cached_server_url(asrtk_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A reference server with --cache: the cache panels and rules need its series (the session server has none)."""
+    from reference_server.launcher import EmbeddedServer
+
+    srv = EmbeddedServer("tiny", extra_args=["--cache", "memory:8MiB"], ready_timeout_s=300,
+                         log_path=tmp_path_factory.mktemp("cached") / "server.log")
+    srv.start()
+    try:
+        yield srv.url
+    finally:
+        srv.stop()
+
+
 def test_live_prometheus_scrapes_and_every_panel_and_rule_has_data(
-    reference_server_url: str, gpu_exporter_port: int, tmp_path: Path, audio_clip: Callable[..., bytes],
+    cached_server_url: str, gpu_exporter_port: int, tmp_path: Path, audio_clip: Callable[..., bytes],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    reference_server_url = cached_server_url
     address = reference_server_url.removeprefix("http://")
     spec = S.from_flags([address], target_qps=20).with_overrides(
         scrape_interval_s=1, gpu_exporter_port=gpu_exporter_port)
@@ -264,8 +279,9 @@ def test_live_prometheus_scrapes_and_every_panel_and_rule_has_data(
 
 
 def test_every_metric_used_by_rules_and_dashboards_exists_in_live_metrics(
-    reference_server_url: str, gpu_exporter_port: int, audio_clip: Callable[..., bytes]
+    cached_server_url: str, gpu_exporter_port: int, audio_clip: Callable[..., bytes]
 ) -> None:
+    reference_server_url = cached_server_url
     with httpx.Client(timeout=10.0, trust_env=False) as c:  # make every labelled series appear
         assert c.post(reference_server_url + "/recognize",
                       files={"file": ("a.wav", audio_clip(0.5), "audio/wav")}).status_code == 200

@@ -86,6 +86,10 @@ class Recorder:
         self.errors: list[tuple[str, str]] = []
         self.degraded_states: list[bool] = []
         self.bytes = 0
+        self.requests: list[tuple[str, bool]] = []
+
+    def request(self, model: str, hit: bool) -> None:
+        self.requests.append((model, hit))
 
     def lookup(self, model: str, level: str, result: str, seconds: float) -> None:
         self.lookups.append((model, level, result))
@@ -141,6 +145,7 @@ def test_two_levels_redis_hit_is_promoted_to_memory() -> None:
     assert asyncio.run(second.get("tts", "k")) == b"value"
     assert asyncio.run(second.get("tts", "k")) == b"value"
     assert rec.lookups == [("tts", "memory", "miss"), ("tts", "redis", "hit"), ("tts", "memory", "hit")]
+    assert rec.requests == [("tts", True), ("tts", True)]  # one outcome per request, whatever the levels
 
 
 @pytest.mark.parametrize("mode", ["down", "hang"])
@@ -198,6 +203,8 @@ def test_tts_repeat_is_a_hit_with_the_same_audio(cached: InProcessServer) -> Non
     assert m.value(LOOKUPS, model="tts", level="memory", result="hit") == 1
     assert m.value(LOOKUPS, model="tts", level="memory", result="miss") == 2
     assert m.value("asrtk_cache_memory_bytes") == len(first.content) + len(other.content)
+    assert m.value("asrtk_cache_requests_total", model="tts", result="hit") == 1
+    assert m.value("asrtk_cache_requests_total", model="tts", result="miss") == 2
 
 
 @pytest.mark.parametrize(("route", "field", "extra"), [

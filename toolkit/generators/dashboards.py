@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from toolkit.generators.rules import CACHE_HIT_RATE_MIN
 from toolkit.generators.spec import OpsSpec
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -100,6 +101,20 @@ def service_overview(spec: OpsSpec) -> Dashboard:
         Panel("Audio processed", "s",
               (Target(f"sum by (route) (rate(asrtk_audio_seconds_total{{{rsel}}}[{RI}]))", "{{route}}"),),
               "Seconds of audio per second (input for ASR and emotion, output for TTS)."),
+        Panel("Result-cache hit rate", "percentunit",
+              (Target(f'sum by (model) (rate(asrtk_cache_requests_total{{{sel},result="hit"}}[{RI}]))\n/\n'
+                      f"sum by (model) (rate(asrtk_cache_requests_total{{{sel}}}[{RI}]))", "{{model}}"),
+               Target(f"vector({CACHE_HIT_RATE_MIN:g})", "alert threshold")),
+              f"Share of requests answered from the result cache (--cache; X-Cache: hit). Below "
+              f"{CACHE_HIT_RATE_MIN:.0%} for 15 minutes: AsrtkCacheHitRateLow. No data: the servers run no cache.", max=1),
+        Panel("Result-cache evictions and errors", "ops",
+              (Target(f"sum by (level) (rate(asrtk_cache_evictions_total{{{sel}}}[{RI}]))", "evicted ({{level}})"),
+               Target(f"sum by (op) (rate(asrtk_cache_errors_total{{{sel}}}[{RI}]))", "Redis {{op}} failed")),
+              "Evictions rising with a falling hit rate: the memory level is too small (--cache memory:SIZE)."),
+        Panel("Result cache degraded (Redis failing)", "short",
+              (Target(f"max by (instance) (asrtk_cache_degraded{{{sel}}})", "{{instance}}"),
+               Target(f"sum (asrtk_cache_memory_bytes{{{sel}}}) / 1048576", "memory level MiB (all instances)")),
+              "1 while an instance runs without Redis: lookups are misses, the models carry the full load."),
     )
     return Dashboard(
         uid="asrtk-service", title="asrtk / Service overview", filename="asrtk-service.json",

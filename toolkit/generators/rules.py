@@ -29,6 +29,8 @@ RULES_FILE = "asrtk-rules.yml"
 TESTS_FILE = "asrtk-rules.test.yml"
 QUEUE_SATURATION_RATIO = 0.8
 GPU_MEMORY_RATIO = 0.9
+# the Sambert-HifiGan TTS service alerts when its Redis cache's hit rate falls below 30%
+CACHE_HIT_RATE_MIN = 0.30
 BURN_THRESHOLD_CAP = 0.99  # a burn threshold above 1 could never fire (SLOs looser than ~p93)
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 # (severity, long window, short window, burn factor, for)
@@ -132,6 +134,9 @@ def build(spec: OpsSpec) -> RuleSet:
                   f"/\nsum by (job, model) (rate(asrtk_batch_size_count{{{J}}}[5m]))"),
         Recording("instance_model:asrtk_queue_utilization:ratio",
                   f"asrtk_queue_depth{{{J}}} / asrtk_queue_capacity{{{J}}}"),
+        Recording("job_model:asrtk_cache_hit:ratio_rate5m",
+                  f'sum by (job, model) (rate(asrtk_cache_requests_total{{{J},result="hit"}}[5m]))\n'
+                  f"/\nsum by (job, model) (rate(asrtk_cache_requests_total{{{J}}}[5m]))"),
         Recording("instance_gpu:dcgm_fb_used:ratio",
                   "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)"),
     )
@@ -158,6 +163,8 @@ def build(spec: OpsSpec) -> RuleSet:
         _not_ready_alert(spec),
         _gpu_memory_alert(spec),
         _traffic_alert(spec),
+        _cache_hit_rate_alert(spec),
+        _cache_degraded_alert(spec),
     ]
     return RuleSet(
         header=tuple(header),
@@ -383,6 +390,56 @@ def _traffic_alert(spec: OpsSpec) -> Alert:
             Case("1.5x the target for 30m fires", ((sel, f"0+{over}x40"),), "30m",
                  fires=({"job": spec.job, "route": spec.route},)),
             Case("half the target is quiet", ((sel, f"0+{under}x40"),), "30m"),
+        ),
+    )
+
+
+def _cache_hit_rate_alert(spec: OpsSpec) -> Alert:
+    """Only a server running --cache has the series; without a cache the rule never has input."""
+    J = f'job="{spec.job}"'
+    inst = spec.upstreams[0].address
+    hit = f'asrtk_cache_requests_total{{job="{spec.job}",instance="{inst}",model="tts",result="hit"}}'
+    miss = f'asrtk_cache_requests_total{{job="{spec.job}",instance="{inst}",model="tts",result="miss"}}'
+    return Alert(
+        name="AsrtkCacheHitRateLow",
+        expr=f"job_model:asrtk_cache_hit:ratio_rate5m{{{J}}} < {_num(CACHE_HIT_RATE_MIN)}",
+        for_="15m",
+        severity="warning",
+        summary="{{ $labels.model }} result-cache hit rate below 30%",
+        description=(f"Fewer than {CACHE_HIT_RATE_MIN:.0%} of {{{{ $labels.model }}}} requests on {{{{ $labels.job }}}} "
+                     "have been served from the result cache for 15 minutes (the TTS service's alert threshold). "
+                     "A plan sized for a higher hit rate carries less than planned: see its capacity at 0% hit rate."),
+        runbook=("1. Did traffic change (new texts, a campaign)? A lower repeat rate is not a fault, but re-plan "
+                 "for the measured hit rate.\n"
+                 "2. Evictions rising (asrtk_cache_evictions_total)? The memory level is too small: raise --cache memory:SIZE.\n"
+                 "3. asrtk_cache_degraded = 1? Redis is failing: every lookup is a miss (AsrtkCacheDegraded)."),
+        cases=(
+            Case("20% hits for 30m fires", ((hit, "0+12x40"), (miss, "0+48x40")), "30m",
+                 fires=({"job": spec.job, "model": "tts"},)),
+            Case("50% hits is quiet", ((hit, "0+30x40"), (miss, "0+30x40")), "30m"),
+            Case("no cache, no series: quiet", (), "30m"),
+        ),
+    )
+
+
+def _cache_degraded_alert(spec: OpsSpec) -> Alert:
+    inst = spec.upstreams[0].address
+    sel = f'asrtk_cache_degraded{{job="{spec.job}",instance="{inst}"}}'
+    labels = {"job": spec.job, "instance": inst}
+    return Alert(
+        name="AsrtkCacheDegraded",
+        expr=f'asrtk_cache_degraded{{job="{spec.job}"}} == 1',
+        for_="2m",
+        severity="warning",
+        summary="{{ $labels.instance }} runs its result cache without Redis",
+        description=("Redis has been failing for {{ $labels.instance }} for 2 minutes: lookups are misses (served, "
+                     "never failed), so the models carry the full load."),
+        runbook=("1. Is Redis up and reachable from the node (redis-cli -h HOST ping)?\n"
+                 "2. Is it slow? Each lookup waits at most 0.2 s; a slow Redis adds that to every request.\n"
+                 "3. The fleet's capacity at 0% hit rate is in the plan's notes: scale out if traffic is above it."),
+        cases=(
+            Case("degraded for 10m fires", ((sel, "1x15"),), "10m", fires=(labels,)),
+            Case("healthy is quiet", ((sel, "0x15"),), "10m"),
         ),
     )
 
