@@ -11,6 +11,7 @@ the seed and the generator version (plus the espeak-ng version), and are cached 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -146,6 +147,123 @@ def build_texts(text: TextSpec, seed: int, n: int) -> list[tuple[str, str]]:
         emotion = text.emotions[int(rng.integers(len(text.emotions)))]
         out.append((s[0].upper() + s[1:], emotion))
     return out
+
+
+# ----------------------------------------------------------------------------- catalog items (repeat models)
+# A scenario with a ``repeat`` block names items of a catalog by popularity. Item ``i`` is built
+# from ``i`` alone (and the seed), on demand, the same in every load-generator process: a TTS text
+# that spells ``i`` in its first words, or a copy of clip ``i mod K`` of the corpus (K clips) that
+# carries ``i div K`` in its first samples, so that distinct items are distinct bytes.
+
+_CODE_WORDS = tuple(dict.fromkeys(_WORDS))  # distinct words: the digits that spell an item number
+SIGNATURE_SAMPLES = 32  # 2 ms at 16 kHz; +-3 of 32768 (about -80 dBFS), inside the generated lead-in silence
+_SIGNATURE_LEVEL = 3
+
+
+def catalog_words(catalog: int) -> int:
+    """How many words spell every item number of a catalog of ``catalog`` items."""
+    n, cap = 1, len(_CODE_WORDS)
+    while cap < catalog:
+        n, cap = n + 1, cap * len(_CODE_WORDS)
+    return n
+
+
+def catalog_min_chars(catalog: int) -> int:
+    """The shortest ``text.max_chars`` that keeps ``catalog`` items distinct texts (worst case)."""
+    n = catalog_words(catalog)
+    return n * max(len(w) for w in _CODE_WORDS) + n  # words, spaces and the full stop
+
+
+def catalog_text(text: TextSpec, seed: int, item: int, catalog: int) -> tuple[str, str]:
+    """(text, emotion) of TTS catalog item ``item``: words spelling ``item`` (distinct items, distinct
+    texts), then seeded words up to a length uniform in [min_chars, max_chars], and an emotion.
+    Needs ``text.max_chars >= catalog_min_chars(catalog)``."""
+    rng = np.random.default_rng([seed, 8, item])
+    digits, k = [], item
+    for _ in range(catalog_words(catalog)):
+        k, d = divmod(k, len(_CODE_WORDS))
+        digits.append(_CODE_WORDS[d])
+    s = " ".join(reversed(digits))
+    target = int(rng.integers(text.min_chars, text.max_chars + 1))
+    while True:
+        w = _WORDS[int(rng.integers(len(_WORDS)))]
+        if len(s) + 1 + len(w) + 1 > target:
+            break
+        s = f"{s} {w}"
+    s += "."
+    if len(s) < text.min_chars:  # the padding keeps the words that spell the item
+        s = (s[:-1] + " " + "o" * text.min_chars)[: text.min_chars - 1] + "."
+    emotion = text.emotions[int(rng.integers(len(text.emotions)))]
+    return s[0].upper() + s[1:], emotion
+
+
+def _signature(variant: int, channels: int) -> np.ndarray:
+    """The first samples of a variant: +-3 per bit of ``variant`` (distinct variants, distinct samples)."""
+    bits = np.array([(variant >> k) & 1 for k in range(SIGNATURE_SAMPLES)], dtype=np.int16)
+    col = (bits * 2 - 1) * np.int16(_SIGNATURE_LEVEL)
+    return np.repeat(col[:, None], channels, axis=1)
+
+
+def _wav_pcm16_data(data: bytes) -> tuple[int, int, int] | None:
+    """(offset, size, channels) of the sample data of a PCM16 WAV file; None for anything else."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, channels = 12, 0
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        body = pos + 8
+        if cid == b"fmt ":
+            tag = int.from_bytes(data[body:body + 2], "little")
+            channels = int.from_bytes(data[body + 2:body + 4], "little")
+            bits = int.from_bytes(data[body + 14:body + 16], "little")
+            if tag != 1 or bits != 16 or channels < 1:
+                return None
+        elif cid == b"data":
+            return (body, min(size, len(data) - body), channels) if channels else None
+        pos = body + size + (size & 1)
+    return None
+
+
+def variant_pcm(pcm: bytes, variant: int) -> bytes:
+    """Mono PCM16 (a streaming session's audio) of variant ``variant`` (0: unchanged)."""
+    if variant == 0:
+        return pcm
+    n = min(SIGNATURE_SAMPLES, len(pcm) // 2)
+    head = _signature(variant, 1)[:n, 0].astype("<i2").tobytes()
+    return head + pcm[len(head):]
+
+
+@functools.lru_cache(maxsize=2)
+def _decoded(path: Path) -> tuple[np.ndarray, int, str, str]:
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    data, rate = sf.read(str(path), dtype="int16", always_2d=True)
+    return data, rate, info.format, info.subtype
+
+
+def variant_bytes(clip: Clip, variant: int) -> bytes:
+    """The encoded file of variant ``variant`` of ``clip`` (0: the file as it is): the same audio with
+    ``variant`` written into its first samples. PCM16 WAV is patched in place; other formats are
+    decoded and encoded again in their own format (the load generator's CPU shows the cost)."""
+    data = clip.read_bytes()
+    if variant == 0:
+        return data
+    wav = _wav_pcm16_data(data)
+    if wav is not None:
+        off, size, channels = wav
+        frames = min(SIGNATURE_SAMPLES, size // (2 * channels))
+        head = _signature(variant, channels)[:frames].astype("<i2").tobytes()
+        return data[:off] + head + data[off + len(head):]
+    import soundfile as sf
+
+    pcm, rate, fmt, subtype = _decoded(clip.path)
+    pcm = pcm.copy()
+    frames = min(SIGNATURE_SAMPLES, pcm.shape[0])
+    pcm[:frames] = _signature(variant, pcm.shape[1])[:frames]
+    buf = io.BytesIO()
+    sf.write(buf, pcm, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- real files

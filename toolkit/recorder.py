@@ -28,7 +28,8 @@ LOWEST_US = 1
 HIGHEST_US = 3_600_000_000
 SIGNIFICANT = 3
 US = 1_000_000
-_HISTS = ("lat", "rtf", "lag", "partial", "final")
+# lat: latency of successful requests; hit / miss: the same split by the response's X-Cache header
+_HISTS = ("lat", "rtf", "lag", "partial", "final", "hit", "miss")
 
 
 def new_histogram() -> HdrHistogram:
@@ -66,6 +67,7 @@ class Outcome:
     partial_latencies_s: list[float] = field(default_factory=list)  # stream: per chunk
     final_latency_s: float | None = None  # stream: final result after end of audio
     chunk_lags_s: list[float] = field(default_factory=list)  # stream: chunk send lag
+    cache: str | None = None  # "hit" / "miss": the response's X-Cache header; None without one
 
     @property
     def lag_s(self) -> float:
@@ -80,6 +82,8 @@ class _Totals:
         self.bytes_sent = self.bytes_received = 0
         self.audio_s = 0.0
         self.scheduled = 0
+        self.scheduled_before = 0  # arrivals before the window (warm-up): they fill a target's cache
+        self.cache_hits = self.cache_misses = 0  # successful responses with X-Cache: hit / miss
 
     def snapshot(self) -> dict:
         return {
@@ -87,6 +91,8 @@ class _Totals:
             "total": self.total, "ok": self.ok, "errors": self.errors, "late_starts": self.late_starts,
             "by_class": dict(self.by_class), "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received, "audio_s": self.audio_s, "scheduled": self.scheduled,
+            "scheduled_before": self.scheduled_before, "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
         }
 
 
@@ -139,6 +145,8 @@ class Recorder:
         self._interval(intended_s).offered += 1
         if self.in_window(intended_s):
             self.totals.scheduled += 1
+        elif intended_s < self.warmup_s:
+            self.totals.scheduled_before += 1
 
     def record(self, o: Outcome) -> None:
         iv = self._interval(o.done_s)
@@ -175,6 +183,12 @@ class Recorder:
                 t.h["partial"].record_value(_to_us(p))
             if o.final_latency_s is not None:
                 t.h["final"].record_value(_to_us(o.final_latency_s))
+            if o.cache == "hit":
+                t.cache_hits += 1
+                t.h["hit"].record_value(_to_us(o.latency_s))
+            elif o.cache == "miss":
+                t.cache_misses += 1
+                t.h["miss"].record_value(_to_us(o.latency_s))
         else:
             t.errors += 1
             cls = o.error_class or "other"
@@ -223,6 +237,9 @@ class Merged:
     bytes_received: int
     audio_s: float
     scheduled: int
+    scheduled_before: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
 
 
 def merge_snapshots(snaps: Iterable[dict]) -> Merged:
@@ -234,6 +251,8 @@ def merge_snapshots(snaps: Iterable[dict]) -> Merged:
                 m.hist[k].decode_and_add(enc.encode() if isinstance(enc, str) else enc)
         for k in ("total", "ok", "errors", "late_starts", "bytes_sent", "bytes_received", "scheduled"):
             setattr(m, k, getattr(m, k) + int(s[k]))
+        for k in ("scheduled_before", "cache_hits", "cache_misses"):
+            setattr(m, k, getattr(m, k) + int(s.get(k, 0)))
         m.audio_s += float(s["audio_s"])
         for cls, n in s["by_class"].items():
             m.by_class[cls] = m.by_class.get(cls, 0) + int(n)

@@ -106,6 +106,62 @@ def tail_note(count: Any) -> str | None:
             f"(--duration) or at a higher rate for a resolved tail")
 
 
+def _models_text(expected: Row) -> str:
+    parts = []
+    for m in expected.get("models") or []:
+        if not m.get("repeat"):
+            continue
+        shape = f"zipf s={fmt_num(m.get('s'))}" if m.get("distribution") == "zipf" else "uniform"
+        lru = f", LRU of {fmt_num(m.get('cache_entries'))}" if m.get("cache_entries") else ""
+        parts.append(f"{shape} over {fmt_num(m.get('catalog'))} items{lru}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def cache_line(summary: Row) -> str | None:
+    """One line on the target's cache: hit ratio seen by the client (X-Cache), by the server
+    (its counters) and expected from the scenario's repeat model; None without a cache."""
+    cache = summary.get("cache")
+    if not isinstance(cache, Mapping):
+        return None
+    client = cache.get("client") or {}
+    parts = []
+    if client.get("responses"):
+        parts.append(f"{fmt_pct(client.get('hit_ratio'))} of {fmt_num(client.get('responses'))} responses "
+                     f"(p50 hit {fmt_s(_get(client, 'latency_hit_s.p50'))}, "
+                     f"miss {fmt_s(_get(client, 'latency_miss_s.p50'))})")
+    else:
+        parts.append("no response carried X-Cache")
+    server = cache.get("server")
+    if isinstance(server, Mapping):
+        parts.append(f"server {fmt_pct(server.get('hit_ratio'))}")
+    expected = cache.get("expected")
+    if isinstance(expected, Mapping):
+        parts.append(f"expected {fmt_pct(expected.get('hit_ratio'))} ({_models_text(expected)})")
+    return ", ".join(parts)
+
+
+def _cache_table(cache: Row) -> tuple[str, list[str], list[list[str]]]:
+    client = cache.get("client") or {}
+    rows = [["client (X-Cache)", fmt_pct(client.get("hit_ratio")), fmt_num(client.get("responses")), "", "", ""]]
+    for label, key, n in (("  hits", "latency_hit_s", "hits"), ("  misses", "latency_miss_s", "misses")):
+        lat = client.get(key) or {}
+        rows.append([label, "", fmt_num(client.get(n)), *(fmt_s(lat.get(k)) for k in ("p50", "p95", "p99"))])
+    server = cache.get("server")
+    if isinstance(server, Mapping):
+        levels = ", ".join(f"{k} {fmt_num(v.get('hits'))}/{fmt_num(v.get('lookups'))}"
+                           for k, v in (server.get("levels") or {}).items())
+        rows.append([f"server (/metrics{': ' + levels if levels else ''})", fmt_pct(server.get("hit_ratio")),
+                     fmt_num(server.get("requests")), "", "", ""])
+    expected = cache.get("expected")
+    if isinstance(expected, Mapping):
+        rows.append([f"expected ({_models_text(expected)})", fmt_pct(expected.get("hit_ratio")),
+                     fmt_num(expected.get("requests")), "", "", ""])
+        if expected.get("steady_hit_ratio") is not None:
+            rows.append(["expected, warm LRU in a long run", fmt_pct(expected.get("steady_hit_ratio")), "", "", "", ""])
+    return ("Cache (successful responses, measured window)", ["", "hit ratio", "requests", "p50", "p95", "p99"],
+            rows)
+
+
 def verdict(summary: Row) -> dict[str, Any]:
     """The three headline facts: SLO pass/fail, run valid/invalid, complete/incomplete."""
     slo_passed = _get(summary, "slo.passed")
@@ -197,6 +253,9 @@ def _tables(summary: Row) -> list[tuple[str, list[str], list[list[str]]]]:
                        [[fmt_num(server.get("queue_depth_max")), fmt_num(server.get("batch_size_mean")),
                          fmt_s(server.get("inference_s_mean")), fmt_s(server.get("queue_wait_s_mean")),
                          fmt_num(server.get("rejected_total"))]]))
+    cache = summary.get("cache")
+    if isinstance(cache, Mapping):
+        tables.append(_cache_table(cache))
     return tables
 
 

@@ -378,6 +378,62 @@ def _per_request(cores: float | None, duration_s: float | None, done_ok: int) ->
     return (cores * duration_s / done_ok) if (cores is not None and duration_s and done_ok) else None
 
 
+def expected_cache(models: Sequence[Mapping[str, Any]], requests: int, before: int) -> dict[str, Any] | None:
+    """The hit ratio a cache should reach on this run's traffic (``toolkit.capacity.cache``), or None
+    when no request set has a repeat model.
+
+    ``models``: one popularity model per request set (``RequestSet.popularity()`` plus its
+    ``share`` of all requests: its mix weight over the sum of the weights; sets left out, such as
+    streams, simply have no entry); sets without a repeat model are uniform over their distinct
+    requests. ``requests``: arrivals in the measured window, ``before``: arrivals before it (the
+    warm-up), split between the sets by share. A model with ``cache_entries`` is an LRU cache of that many items (Che), one
+    without a cache that keeps everything for the run; both empty at the start of the run."""
+    from toolkit.capacity.cache import lru_hit_ratio, lru_hit_ratio_run, popularity, repeat_ratio
+
+    if not any(m.get("repeat") for m in models):
+        return None
+    out_models = []
+    for m in models:
+        share = float(m.get("share", 1.0))
+        p = popularity(int(m["catalog"]), str(m["distribution"]), float(m.get("s") or 0.0))
+        n, b = int(round(requests * share)), int(round(before * share))
+        entries = m.get("cache_entries")
+        out_models.append({"scenario": m.get("scenario"), "repeat": bool(m.get("repeat")),
+                           "distribution": m["distribution"], "s": m.get("s"), "catalog": int(m["catalog"]),
+                           "cache_entries": entries, "share": share,
+                           "hit_ratio": lru_hit_ratio_run(p, int(entries), n, b) if entries else repeat_ratio(p, n, b),
+                           "steady_hit_ratio": lru_hit_ratio(p, int(entries)) if entries else None})
+
+    def weighted(key: str, every: bool) -> float | None:
+        got = [(x["share"], x[key]) for x in out_models if x[key] is not None]
+        if not got or (every and len(got) < len(out_models)):
+            return None
+        return sum(w * v for w, v in got) / sum(w for w, _v in got)
+
+    covered = min(1.0, sum(x["share"] for x in out_models))
+    return {"hit_ratio": weighted("hit_ratio", False), "steady_hit_ratio": weighted("steady_hit_ratio", True),
+            "requests": int(round(requests * covered)), "requests_before": int(round(before * covered)),
+            "models": out_models}
+
+
+def cache_summary(totals: Any, server: Mapping[str, Any] | None,
+                  expected: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``cache`` block: what the client saw (X-Cache on successful responses in the window, and
+    their latency split by hit and miss), the target's own counters (``server``, from
+    ``samplers.cache_server_summary``) and the ``expected`` hit ratio. None when the target showed
+    no cache: no response carried the header and no cache counter was scraped."""
+    from toolkit.recorder import summarize_s
+
+    hits, misses = int(getattr(totals, "cache_hits", 0)), int(getattr(totals, "cache_misses", 0))
+    if hits + misses == 0 and server is None:
+        return None
+    client = {"responses": hits + misses, "hits": hits, "misses": misses,
+              "hit_ratio": hits / (hits + misses) if hits + misses else None,
+              "latency_hit_s": summarize_s(totals.hist["hit"]), "latency_miss_s": summarize_s(totals.hist["miss"])}
+    return {"client": client, "server": dict(server) if server is not None else None,
+            "expected": dict(expected) if expected is not None else None}
+
+
 def build_summary(
     *,
     run_id: str,
@@ -398,12 +454,16 @@ def build_summary(
     server: dict[str, Any] | None,
     thresholds: Any,
     extra_warnings: Sequence[str] = (),
+    cache_server: Mapping[str, Any] | None = None,
+    popularity: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The ``asrtk.result/v1`` document of one run.
 
     ``totals`` are the merged totals of the recorder (requests whose intended start is in the
     measured window), ``intervals`` the merged per-second intervals (binned by completion),
-    ``host``/``gpu``/``server`` the samplers' summaries of the measured window.
+    ``host``/``gpu``/``server`` the samplers' summaries of the measured window, ``cache_server``
+    the target's cache counters over it; ``popularity`` the request sets' popularity models (with
+    their mix ``share``), for the expected cache hit ratio.
     """
     from toolkit.recorder import summarize_s
 
@@ -448,7 +508,8 @@ def build_summary(
         "incomplete_reason": "interrupted" if interrupted else None,
         "label": label,
         "scenario": {"name": scenario.name, "source": scenario.source,
-                     "protocol": scenario.protocol.kind if not scenario.mix else "mix", "seed": scenario.seed},
+                     "protocol": scenario.protocol.kind if not scenario.mix else "mix", "seed": scenario.seed,
+                     "repeat": _repeat_models(scenario)},
         "target": {"url": target_url, "embedded": server_info is not None,
                    "server": dict(server_info) if server_info is not None else None},
         "load": {"mode": load.mode,
@@ -480,8 +541,18 @@ def build_summary(
         "gpu": gpu,
         "host": host,
         "server": server,
+        "cache": cache_summary(m, cache_server, expected_cache(popularity, m.scheduled,
+                                                               getattr(m, "scheduled_before", 0))),
         "files": dict(FILES),
     }
+
+
+def _repeat_models(scenario: Any) -> list[dict[str, Any]] | None:
+    """The repeat models of the scenarios that sent requests; None when none has one."""
+    models = [{"scenario": leaf.name, "distribution": leaf.repeat.distribution, "s": leaf.repeat.s,
+               "catalog": leaf.repeat.catalog, "cache_entries": leaf.repeat.cache_entries}
+              for leaf in scenario.leaves() if getattr(leaf, "repeat", None) is not None]
+    return models or None
 
 
 def write_run_files(

@@ -318,6 +318,64 @@ def server_summary(scrapers: Sequence[PrometheusScraper], t_from: float, t_to: f
     return out
 
 
+CACHE_REQUESTS = "asrtk_cache_requests_total"  # {model, result (hit|miss)}: one per request, hit at any level
+CACHE_LOOKUPS = "asrtk_cache_lookups_total"  # {model, level (memory|redis), result (hit|miss|error)}
+CACHE_RESULTS = ("hit", "miss", "error")
+
+
+def _cache_counts(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, dict[str, float]]:
+    """Per level (``_requests`` for the request counter): counts by result, summed over models."""
+    out: dict[str, dict[str, float]] = {}
+    for name, labels, value in samples:
+        if name not in (CACHE_REQUESTS, CACHE_LOOKUPS) or math.isnan(value):
+            continue
+        result = labels.get("result", "")
+        if result in CACHE_RESULTS:
+            level = "_requests" if name == CACHE_REQUESTS else (labels.get("level") or "cache")
+            out.setdefault(level, dict.fromkeys(CACHE_RESULTS, 0.0))[result] += value
+    return out
+
+
+def cache_server_summary(scrapers: Sequence[PrometheusScraper], t_from: float,
+                         t_to: float) -> dict[str, Any] | None:
+    """The target's own cache figures over ``[t_from, t_to]``: increases of
+    ``asrtk_cache_requests_total`` and ``asrtk_cache_lookups_total`` (per level), summed over models
+    and scraped URLs, between the last scrape at or before ``t_from`` (else the first in the window)
+    and the last one in the window. None when no scrape in the window carried either counter.
+
+    ``requests`` and ``hits`` come from the request counter (a request is a hit when any level
+    hit). A target that exports only the lookups: levels are looked up in turn and a request
+    stops at its first hit, so every request is one lookup at the first level (the level with the
+    most lookups) and a hit at one level at most: ``hits`` is the sum over levels."""
+    levels: dict[str, dict[str, int]] = {}
+    scraped: list[str] = []
+    for sc in scrapers:
+        before = [s for t, s in sc.scrapes if t <= t_from]
+        inside = [s for t, s in sc.scrapes if t_from <= t <= t_to + 1.5]
+        if not inside or not any(n in (CACHE_REQUESTS, CACHE_LOOKUPS) for n, _l, _v in inside[-1]):
+            continue
+        scraped.append(sc.url)
+        # no scrape before the window: count from the first one in it, never since the server started
+        # (a long-lived server's counters hold earlier runs)
+        first = _cache_counts(before[-1] if before else inside[0])
+        for level, counts in _cache_counts(inside[-1]).items():
+            acc = levels.setdefault(level, dict.fromkeys(CACHE_RESULTS, 0))
+            for result, value in counts.items():
+                acc[result] += max(0, int(round(value - first.get(level, {}).get(result, 0.0))))
+    if not scraped:
+        return None
+    per_request = levels.pop("_requests", None)
+    by_level = {level: {"hits": c["hit"], "misses": c["miss"], "errors": c["error"],
+                        "lookups": c["hit"] + c["miss"] + c["error"]} for level, c in sorted(levels.items())}
+    if per_request is not None:
+        requests, hits = per_request["hit"] + per_request["miss"], per_request["hit"]
+    else:
+        requests = max((v["lookups"] for v in by_level.values()), default=0)
+        hits = sum(v["hits"] for v in by_level.values())
+    return {"scraped": scraped, "requests": requests, "hits": hits,
+            "hit_ratio": (hits / requests) if requests else None, "levels": by_level}
+
+
 # ---------------------------------------------------------------------------- telemetry rows
 
 

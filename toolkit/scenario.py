@@ -48,6 +48,8 @@ VOICES = ("auto", "synthetic", "espeak")
 LOAD_MODES = ("open", "closed")
 ARRIVALS = ("poisson", "uniform", "bursty")
 GRANULARITIES = ("utterance", "frame")
+REPEAT_DISTRIBUTIONS = ("zipf", "uniform")
+MAX_CATALOG = 1_000_000
 TEMPLATE_PLACEHOLDERS = ("{audio_b64}", "{audio_data_url}", "{text}", "{emotion}")
 # The nine Emotion2Vec+ classes; TTS emotions index into the same list.
 EMOTIONS = ("angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown")
@@ -145,6 +147,41 @@ class TextSpec:
         _check(len(self.emotions) > 0, "emotions", "must name at least one emotion")
         for i, e in enumerate(self.emotions):
             _check(e in EMOTIONS, f"emotions[{i}]", f"must be one of {', '.join(EMOTIONS)}, got {e!r}")
+
+
+@dataclass(frozen=True)
+class RepeatSpec:
+    """Repeated traffic: requests name items of a catalog of ``catalog`` distinct payloads (TTS
+    texts, audio clips) by popularity, so that a result cache in the target sees realistic repeats.
+
+    ``zipf``: item ``i`` (0 the most popular) is requested with probability ~ ``1 / (i + 1)^s``;
+    ``uniform``: every item alike. ``cache_entries``: the size of the target's LRU cache in items,
+    when known, for the expected hit ratio (without it: a cache that keeps everything for the run).
+    """
+
+    catalog: int
+    distribution: str = "zipf"
+    s: float | None = None  # zipf only; default 1.0
+    cache_entries: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.catalog, int) and not isinstance(self.catalog, bool)
+               and 1 <= self.catalog <= MAX_CATALOG, "catalog",
+               f"must be an integer between 1 and {MAX_CATALOG} (distinct items), got {self.catalog!r}")
+        _check(self.distribution in REPEAT_DISTRIBUTIONS, "distribution",
+               f"must be one of {', '.join(REPEAT_DISTRIBUTIONS)}, got {self.distribution!r}")
+        if self.distribution == "zipf":
+            if self.s is None:
+                object.__setattr__(self, "s", 1.0)
+            _check(_finite(self.s) and 0 <= self.s <= 10, "s",
+                   f"must be a number between 0 and 10 (the Zipf exponent, e.g. 1.1), got {self.s!r}")
+            object.__setattr__(self, "s", float(self.s))  # type: ignore[arg-type]
+        else:
+            _check(self.s is None, "s", f"applies to distribution 'zipf' only, not {self.distribution!r}")
+        if self.cache_entries is not None:
+            _check(isinstance(self.cache_entries, int) and not isinstance(self.cache_entries, bool)
+                   and self.cache_entries >= 1, "cache_entries",
+                   f"must be an integer >= 1 (items the target's LRU cache holds) or null, got {self.cache_entries!r}")
 
 
 @dataclass(frozen=True)
@@ -350,7 +387,11 @@ class MixEntry:
 class Scenario:
     """A complete workload. For a mix (``mix`` non-empty) ``protocol``/``audio``/``text`` of the
     parent are those of its first entry and are not used: each entry brings its own; the
-    parent's load, duration, warm-up, seed and SLO apply to the whole run."""
+    parent's load, duration, warm-up, seed and SLO apply to the whole run.
+
+    ``repeat`` (a popularity model over a catalog of payloads) belongs to the scenario that sends
+    the requests; a mix's own ``repeat`` is only the default its entries were given at load time.
+    """
 
     name: str
     description: str = ""
@@ -362,6 +403,7 @@ class Scenario:
     warmup_s: float = 0.0
     seed: int = 0
     slo: SloSpec
+    repeat: RepeatSpec | None = None
     mix: tuple[MixEntry, ...] = ()
     source: str = "<python>"
 
@@ -376,6 +418,10 @@ class Scenario:
                f"must be an integer >= 0, got {self.seed!r}")
         if self.protocol.uses_text:
             _check(self.text is not None, "text", f"is required for protocol kind {self.protocol.kind!r}")
+        if self.repeat is not None and not self.mix:
+            _check(self.protocol.uses_audio or self.protocol.uses_text, "repeat",
+                   f"needs a protocol that sends audio or text; {self.protocol.kind!r} with body "
+                   f"{self.protocol.body!r} sends neither")
         for i, entry in enumerate(self.mix):
             _check(not entry.scenario.mix, f"mix[{i}].scenario",
                    f"must not itself be a mix, got {entry.scenario.name!r}")
@@ -426,6 +472,7 @@ def _from_wire(d: Any, source: str, depth: int) -> Scenario:
     protocol = _section(ProtocolSpec, d["protocol"], "protocol", tuple_keys=())
     audio = _section(AudioSpec, d["audio"], "audio", tuple_keys=(), paths=("dir",))
     text = _section(TextSpec, d["text"], "text", tuple_keys=("emotions",)) if d.get("text") is not None else None
+    repeat = _repeat(d.get("repeat"), "repeat")
     load_d = dict(d["load"])
     _known(load_d, tuple(f.name for f in fields(LoadSpec)), "load")
     raw_stages = load_d.pop("stages", None)
@@ -447,7 +494,7 @@ def _from_wire(d: Any, source: str, depth: int) -> Scenario:
         mix.append(_construct(MixEntry, f"mix[{i}]", weight=e.get("weight"),
                               scenario=_from_wire(e.get("scenario"), source, depth + 1)))
     rest = {k: d[k] for k in ("name", "description", "duration_s", "warmup_s", "seed") if k in d}
-    return _construct(Scenario, "", protocol=protocol, audio=audio, text=text, load=load, slo=slo,
+    return _construct(Scenario, "", protocol=protocol, audio=audio, text=text, repeat=repeat, load=load, slo=slo,
                       mix=tuple(mix), source=str(d.get("source", source)), **rest)
 
 
@@ -585,17 +632,18 @@ def _from_data(data: Any, source: str, base_dir: Path, stack: tuple[str, ...]) -
         raise ConfigError(f"scenario {str(name)!r} ({source}): {exc.key} {exc.detail}") from None
 
 
-_TOP_KEYS = ("name", "description", "protocol", "audio", "text", "load", "duration_s", "warmup_s", "seed", "slo",
-             "mix")
+_TOP_KEYS = ("name", "description", "protocol", "audio", "text", "repeat", "load", "duration_s", "warmup_s", "seed",
+             "slo", "mix")
 
 
 def _scenario(d: dict[str, Any], name: str, source: str, base_dir: Path, stack: tuple[str, ...]) -> Scenario:
     _known(d, _TOP_KEYS, "")
     duration_s = _duration(d, "duration_s", None, "")
     warmup_s = _duration(d, "warmup_s", 0.0, "")
+    repeat = _repeat(d.get("repeat"), "repeat")
     mix: tuple[MixEntry, ...] = ()
     if "mix" in d:
-        mix = _mix(d["mix"], source, base_dir, stack + (str(Path(source).resolve()),))
+        mix = _mix(d["mix"], source, base_dir, stack + (str(Path(source).resolve()),), repeat)
     protocol_data = d.get("protocol")
     if mix:
         first = mix[0].scenario
@@ -616,18 +664,30 @@ def _scenario(d: dict[str, Any], name: str, source: str, base_dir: Path, stack: 
     slo = _section(SloSpec, d["slo"], "slo", tuple_keys=(),
                    durations=("latency_s", "partial_latency_s", "final_latency_s"))
     return _construct(Scenario, "", name=name, description=str(d.get("description", "") or "").strip(),
-                      protocol=protocol, audio=audio, text=text, load=load, duration_s=duration_s,
+                      protocol=protocol, audio=audio, text=text, repeat=repeat, load=load, duration_s=duration_s,
                       warmup_s=warmup_s, seed=d.get("seed", 0), slo=slo, mix=mix, source=source)
 
 
-def _mix(raw: Any, source: str, base_dir: Path, stack: tuple[str, ...]) -> tuple[MixEntry, ...]:
+def _repeat(raw: Any, prefix: str) -> RepeatSpec | None:
+    if raw is None:
+        return None
+    _check(isinstance(raw, dict), prefix,
+           f"must be a mapping like {{distribution: zipf, s: 1.1, catalog: 5000}}, got {raw!r}")
+    return _section(RepeatSpec, raw, prefix, tuple_keys=())  # type: ignore[no-any-return]
+
+
+def _mix(raw: Any, source: str, base_dir: Path, stack: tuple[str, ...],
+         default_repeat: RepeatSpec | None = None) -> tuple[MixEntry, ...]:
+    """The entries of a mix. An entry's ``repeat`` comes from the entry itself, else from its
+    scenario file, else from the mix's own ``repeat`` (the default of every entry that sends audio
+    or text)."""
     _check(isinstance(raw, list) and len(raw) > 0, "mix",
            "must be a non-empty list of {scenario: NAME|PATH, weight: W}")
     entries = []
     for i, item in enumerate(raw):
         key = f"mix[{i}]"
         _check(isinstance(item, dict), key, f"must be a mapping {{scenario, weight}}, got {item!r}")
-        _known(item, ("scenario", "weight"), key)
+        _known(item, ("scenario", "weight", "repeat"), key)
         ref = item.get("scenario")
         _check(isinstance(ref, str) and ref != "", f"{key}.scenario", "is required: a built-in name or a YAML path")
         weight = item.get("weight", 1.0)
@@ -645,6 +705,17 @@ def _mix(raw: Any, source: str, base_dir: Path, stack: tuple[str, ...]) -> tuple
             raise SpecError(f"{key}.scenario", f"refers back to a scenario that includes it ({ref!r})")
         sub = _load(path, stack)  # its own errors already name its own file
         _check(not sub.mix, f"{key}.scenario", f"must not itself be a mix, got {sub.name!r}")
+        if "repeat" in item:
+            repeat = _repeat(item["repeat"], f"{key}.repeat")
+        elif sub.repeat is None and (sub.protocol.uses_audio or sub.protocol.uses_text):
+            repeat = default_repeat  # the mix's default goes to every entry that sends a payload
+        else:
+            repeat = sub.repeat
+        if repeat != sub.repeat:
+            try:
+                sub = replace(sub, repeat=repeat)
+            except SpecError as exc:
+                raise exc.under(key) from None
         entries.append(_construct(MixEntry, key, weight=weight, scenario=sub))
     return tuple(entries)
 

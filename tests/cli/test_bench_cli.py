@@ -82,6 +82,21 @@ def test_invalid_scenario_file_names_file_and_key(tmp_path: Path) -> None:
     assert "bad.yaml" in _last_err(r) and "rate" in _last_err(r)
 
 
+@pytest.mark.parametrize(("repeat", "needle"), [
+    ("{catalog: 0}", "repeat.catalog must be an integer between 1 and 1000000"),
+    ("{catalog: 50, distribution: zipfian}", "repeat.distribution must be one of zipf, uniform"),
+    ("{catalog: 50, s: 1.1, alpha: 2}", "repeat.alpha is not a known key"),
+])
+def test_a_bad_repeat_block_exits_2_in_one_line_naming_the_field(tmp_path: Path, repeat: str, needle: str) -> None:
+    p = tmp_path / "rep.yaml"
+    p.write_text(f"name: rep\nprotocol: {{kind: recognize}}\nrepeat: {repeat}\nload: {{rate: 1}}\nduration_s: 5\n"
+                 "slo: {latency_s: 1}\n")
+    r = _run("bench", "--scenario", str(p), "--target", "http://127.0.0.1:9")
+    assert r.exit_code == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert _last_err(r).startswith(f"error: scenario 'rep' ({p}): {needle}")
+
+
 def test_bad_target_url_is_a_usage_error(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "toolkit", "bench", "--target", "ftp://x", "--out",
                         str(tmp_path), "--quiet"], capture_output=True, text=True, timeout=120)

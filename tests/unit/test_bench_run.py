@@ -58,15 +58,15 @@ slo: {{latency_s: {slo_s}}}
     return load_scenario(str(p))
 
 
-def _bench(tmp_path: Path, handler, scenario=None, host: _Host | None = None, scrape: str | None = None,
-           preflight=None):
+def _bench(tmp_path: Path, handler, scenario=None, host: _Host | None = None, scrape=None, preflight=None):
+    """``scrape``: the target's /metrics page (a string, or a function of the URL); None: no /metrics."""
     clock = VirtualClock(start=500.0)
     calls: dict[str, list] = {"preflight": [], "telemetry": []}
 
     def telemetry(base_url, server, urls):
         calls["telemetry"].append((base_url, server, urls))
         return Telemetry(HostSampler(host or _Host()), GpuSampler(read=lambda: []),
-                         [PrometheusScraper(u, lambda _u: scrape) for u in urls])
+                         [PrometheusScraper(u, scrape if callable(scrape) else lambda _u: scrape) for u in urls])
 
     def pre(base_url, headers):
         calls["preflight"].append(base_url)
@@ -110,6 +110,7 @@ def test_a_whole_run_in_virtual_time_writes_the_real_run_directory(tmp_path: Pat
     assert 20 <= len(rows) - 1 <= 24
     assert s["host"]["disturbed"] is False and s["loadgen"]["valid"] is True
     assert clock.now() >= 500.0 + 22.0  # virtual time ran the horizon; the test took milliseconds
+    assert s["cache"] is None and s["scenario"]["repeat"] is None  # no X-Cache, no cache counters, no repeat model
 
 
 def test_slow_service_fails_the_slo_and_errors_are_classified(tmp_path: Path) -> None:
@@ -207,3 +208,111 @@ def test_no_request_succeeding_is_a_failed_run_named_by_its_commonest_error(tmp_
     assert line == (f"no request succeeded against {URL}: {s['requests']['total']} of {s['requests']['total']} "
                     f"failed, most often timeout ({n}): no response within the per-request timeout")
     assert set(s["requests"]["by_class"]) == {"timeout", "http_501"}
+
+
+# -- result caches and repeated traffic ----------------------------------------------------------
+
+def _tts_scenario(tmp_path: Path, repeat: str, rate: float = 40, duration: float = 60, warmup: float = 5):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    p = tmp_path / "tts-cached.yaml"
+    p.write_text(f"""name: tts-cached
+protocol: {{kind: tts}}
+text: {{min_chars: 20, max_chars: 120, emotions: [neutral, happy]}}
+repeat: {repeat}
+load: {{mode: open, rate: {rate}}}
+duration_s: {duration}
+warmup_s: {warmup}
+seed: 11
+slo: {{latency_s: 1.2}}
+""")
+    return load_scenario(str(p))
+
+
+class _CachedTts:
+    """A TTS target with a result cache keyed by the request (text, emotion): a hit answers in 10 ms,
+    a miss synthesises for 300 ms. ``entries`` None: keeps everything (Redis, TTL beyond the run);
+    else an in-memory LRU of that many results. It says so in X-Cache and counts its lookups in
+    asrtk_cache_lookups_total, as the reference server does."""
+
+    def __init__(self, entries: int | None = None, header: bool = True) -> None:
+        from collections import OrderedDict
+
+        self.entries, self.header = entries, header
+        self.cache: OrderedDict[bytes, None] = OrderedDict()
+        self.counts = {"hit": 0, "miss": 0}
+
+    def __call__(self, req, clock):
+        key = req.body
+        hit = key in self.cache
+        if hit:
+            self.cache.move_to_end(key)
+        clock.sleep(0.01 if hit else 0.3)
+        if not hit:
+            self.cache[key] = None
+            if self.entries is not None and len(self.cache) > self.entries:
+                self.cache.popitem(last=False)
+        self.counts["hit" if hit else "miss"] += 1
+        return (200, b"", {"X-Cache": "hit" if hit else "miss"} if self.header else {})
+
+    def metrics(self, _url: str) -> str:
+        level = "redis" if self.entries is None else "memory"
+        return "".join(f'asrtk_cache_requests_total{{model="tts",result="{r}"}} {n}\n'
+                       f'asrtk_cache_lookups_total{{model="tts",level="{level}",result="{r}"}} {n}\n'
+                       for r, n in self.counts.items())
+
+
+def test_a_cached_target_shows_its_hit_ratio_next_to_the_expected_one(tmp_path: Path) -> None:
+    target = _CachedTts()
+    sc = _tts_scenario(tmp_path, "{distribution: zipf, s: 1.1, catalog: 2000}")
+    outcome, _calls, _ = _bench(tmp_path, target, scenario=sc, scrape=target.metrics)
+    s = outcome.summary
+    cache = s["cache"]
+    client, server, expected = cache["client"], cache["server"], cache["expected"]
+    assert s["scenario"]["repeat"] == [{"scenario": "tts-cached", "distribution": "zipf", "s": 1.1,
+                                        "catalog": 2000, "cache_entries": None}]
+    assert client["responses"] == s["requests"]["ok"] and client["hits"] + client["misses"] == client["responses"]
+    # the latency of hits and misses apart, exact (virtual service times)
+    assert client["latency_hit_s"]["p50"] == pytest.approx(0.01, rel=0.01)
+    assert client["latency_miss_s"]["p99"] == pytest.approx(0.3, rel=0.01)
+    assert client["latency_hit_s"]["count"] == client["hits"]
+    # ~200 arrivals in the warm-up and ~2400 in the window, from an empty cache: the hit ratio is
+    # known to +-0.01 (one standard deviation)
+    assert expected["requests"] == s["requests"]["total"] and 150 <= expected["requests_before"] <= 250
+    assert 0.6 < expected["hit_ratio"] < 0.9 and expected["steady_hit_ratio"] is None
+    assert client["hit_ratio"] == pytest.approx(expected["hit_ratio"], abs=0.035)
+    # the target's own counters over the window say the same
+    assert server["levels"]["redis"]["lookups"] == server["requests"] > 0
+    assert server["hit_ratio"] == pytest.approx(client["hit_ratio"], abs=0.03)
+    md = (outcome.run_dir / "report.md").read_text()
+    assert "## Cache (successful responses, measured window)" in md and "zipf s=1.1 over 2,000 items" in md
+    assert "Cache (successful responses" in (outcome.run_dir / "report.html").read_text()
+
+    from toolkit.report import cache_line
+
+    line = cache_line(s)
+    assert line is not None and "\n" not in line
+    assert line.startswith(f"{client['hit_ratio'] * 100:.3g} % of {client['responses']:,} responses (p50 hit 10 ms")
+    assert "server " in line and "expected " in line
+
+
+def test_an_lru_cache_is_expected_to_hit_what_ches_approximation_says(tmp_path: Path) -> None:
+    target = _CachedTts(entries=100)
+    sc = _tts_scenario(tmp_path, "{distribution: zipf, s: 1.0, catalog: 3000, cache_entries: 100}")
+    s = _bench(tmp_path, target, scenario=sc)[0].summary
+    expected = s["cache"]["expected"]
+    assert s["cache"]["server"] is None  # no /metrics
+    assert expected["models"][0]["cache_entries"] == 100 and expected["steady_hit_ratio"] is not None
+    assert expected["hit_ratio"] < expected["steady_hit_ratio"]  # the run starts cold
+    assert s["cache"]["client"]["hit_ratio"] == pytest.approx(expected["hit_ratio"], abs=0.035)
+
+
+def test_a_target_without_the_header_has_no_client_hit_ratio(tmp_path: Path) -> None:
+    target = _CachedTts(header=False)
+    sc = _tts_scenario(tmp_path, "{catalog: 100}", duration=10, warmup=0)
+    s = _bench(tmp_path, target, scenario=sc, scrape=target.metrics)[0].summary
+    client = s["cache"]["client"]
+    assert client["responses"] == 0 and client["hit_ratio"] is None and client["latency_hit_s"]["count"] == 0
+    assert s["cache"]["server"]["hit_ratio"] > 0.2  # the counters still tell
+    # without the counters either, the target has no cache as far as anyone can tell
+    s = _bench(tmp_path / "plain", _CachedTts(header=False), scenario=sc)[0].summary
+    assert s["cache"] is None and s["scenario"]["repeat"][0]["catalog"] == 100

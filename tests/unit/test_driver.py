@@ -134,6 +134,61 @@ def test_mock_transport_judges_a_response_as_the_http_target_does() -> None:
     assert t.closed
 
 
+@pytest.mark.parametrize(("headers", "cache"), [
+    ({"X-Cache": "hit"}, "hit"), ({"x-cache": "HIT from proxy"}, "hit"), ({"X-Cache": "miss"}, "miss"),
+    ({"X-Cache": "stale"}, "miss"), ({"Content-Type": "audio/wav"}, None), (None, None),
+])
+def test_the_x_cache_header_says_hit_or_miss(headers, cache) -> None:
+    from toolkit.engine.transport import cache_status, http_result
+
+    assert cache_status(headers) == cache
+    assert http_result(_req(), 200, b"", headers=headers).cache == cache
+    assert http_result(_req(), 503, b"", headers=headers).cache is None  # only successful responses count
+    assert MockTransport(lambda r: (200, b"", headers or {})).send(_req()).cache == cache
+
+
+def test_hits_and_misses_are_timed_apart_and_the_warmup_arrivals_counted() -> None:
+    clock = VirtualClock(START)
+
+    def handler(req: PreparedRequest):
+        hit = int(clock.now() * 8) % 4 == 0  # a quarter of the arrivals (1/8 s apart) hit
+        clock.sleep(0.005 if hit else 0.2)
+        return (200, b"", {"X-Cache": "hit" if hit else "miss"})
+
+    plan = _plan(_open(8, 10, arrival="uniform"), warmup_s=2, duration_s=8)
+    _drv, rec, _ = _run(plan, handler, clock)
+    m = merge_snapshots([rec.snapshot()])
+    assert (m.scheduled_before, m.scheduled, m.ok) == (16, 64, 64)
+    assert (m.cache_hits, m.cache_misses) == (16, 48)
+    hit, miss = summarize_s(m.hist["hit"]), summarize_s(m.hist["miss"])
+    assert hit["count"] == 16 and hit["max"] == pytest.approx(0.005, rel=0.01)
+    assert miss["count"] == 48 and miss["p50"] == pytest.approx(0.2, rel=0.01)
+    assert summarize_s(m.hist["lat"])["count"] == 64  # the main latency still covers every request
+
+
+def test_a_catalog_set_sends_items_by_popularity() -> None:
+    from toolkit.engine.catalog import Catalog
+    from toolkit.scenario import RepeatSpec
+
+    clock = VirtualClock(START)
+    cat = Catalog(RepeatSpec(catalog=1000, s=1.2), build=lambda i: _req(f"/item/{i}"))
+    plan = _plan(_open(50, 20, arrival="uniform"), warmup_s=0, duration_s=20)
+    plan.request_sets, plan.weights = [RequestSet("c", "recognize", catalog=cat)], [1.0]
+    seen: list[str] = []
+
+    def handler(req: PreparedRequest):
+        seen.append(req.path)
+        return 200
+
+    _run(plan, handler, clock)
+    assert 990 <= len(seen) <= 1010
+    top = sum(p == "/item/0" for p in seen) / len(seen)
+    assert 0.15 < top < 0.30  # p_0 = 1 / H(1000, 1.2) = 0.22
+    again: list[str] = []
+    _run(plan, lambda r: again.append(r.path) or 200, VirtualClock(START))
+    assert again == seen  # the same seed: the same items
+
+
 def test_errors_are_recorded_by_class() -> None:
     clock = VirtualClock(START)
     outcomes = [200, 503, 429, socket.timeout(), gevent.Timeout(), ConnectionResetError(),

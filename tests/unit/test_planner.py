@@ -442,3 +442,50 @@ def test_validation_compares_cpu_per_request_measured_the_way_the_plan_was(tmp_p
     assert judge_validation(by_metrics, summary, 0.2, tmp_path).comparable
     v = judge_validation(by_local, summary, 0.2, tmp_path)
     assert v.cpu_s_per_request_measured == 0.010 and not v.comparable  # -50% measured the same way
+
+
+# -- result caches: --hit-rate -----------------------------------------------------------------
+
+
+def test_hit_rate_scales_capacity_by_the_work_a_request_leaves_and_says_what_zero_hits_carry() -> None:
+    from toolkit.capacity.planner import HitCost, hit_rate_factor
+
+    only_a = [n for n in nodes() if n.name == "gpu-a"]
+    cold = make_plan(only_a, PlanRequest(300, slo_latency_s=1.5, redundancy=1))
+    warm = make_plan(only_a, PlanRequest(300, slo_latency_s=1.5, redundancy=1, hit_rate=0.5,
+                                         hit_cost=HitCost(source="--hit-cost 0.1", ratio=0.1)))
+    f = hit_rate_factor(0.5, 0.1)
+    assert f == pytest.approx(1 / 0.55)
+    cap0, cap = cold.assessments[0].capacity.rps, warm.assessments[0].capacity.rps
+    assert cap == pytest.approx(cap0 * f)
+    assert warm.recommended.active_nodes == math.ceil(300 / (0.8 * cap)) < cold.recommended.active_nodes
+    c = warm.expected["cache"]
+    assert c["hit_rate"] == 0.5 and c["hit_cost_ratio"] == 0.1 and c["hit_cost_source"] == "--hit-cost 0.1"
+    assert c["capacity_rps_at_zero_hit_rate"] == pytest.approx(warm.recommended.active_nodes * cap0)
+    assert c["meets_target_at_zero_hit_rate"] is False
+    note = next(n for n in warm.notes if "if it drops to 0%" in n)
+    covered = (warm.recommended.nodes * cap0) >= 300
+    assert ("does not cover" in note) is (not covered), note
+    assert "for a 50% cache hit rate" in warm.assessments[0].capacity.note
+    # the latency curve is misses: the planned load reads it at the miss-equivalent rate
+    assert warm.expected["p95_s_measured"] <= cold.expected["p95_s_measured"] + 1e-9
+    assert cold.expected["cache"] is None
+
+
+def test_hit_cost_measured_from_a_cached_run_against_the_sweeps_miss_cost() -> None:
+    from toolkit.capacity.planner import HitCost
+
+    # misses cost 10 ms CPU; a run at 60% hits cost 4.6 ms a request: 0.4 x 10 + 0.6 x h = 4.6 -> h = 1 ms
+    ratio, why = HitCost(source="--hit-cost-from r", run_hit_ratio=0.6, run_cpu_s_per_request=0.0046).ratio_for(0.010)
+    assert ratio == pytest.approx(0.1) and "at hit ratio 0.60" in why
+    with pytest.raises(ConfigError, match="no CPU per request"):
+        HitCost(source="x", run_hit_ratio=0.6, run_cpu_s_per_request=0.004).ratio_for(None)
+    with pytest.raises(ConfigError, match="no cache hit ratio"):
+        HitCost(source="x", run_hit_ratio=None, run_cpu_s_per_request=0.004).ratio_for(0.01)
+
+
+def test_hit_rate_without_a_hit_cost_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--hit-cost"):
+        PlanRequest(300, hit_rate=0.3)
+    with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+        PlanRequest(300, hit_rate=1.0)

@@ -210,3 +210,41 @@ def test_tail_note_names_the_percentiles_that_equal_the_maximum() -> None:
     assert note is not None and "p99.9" in note and "p99," not in note
     assert tail_note(5000) is None
     assert tail_note(None) is None and tail_note(0) is None
+
+
+def _lat(p50: float) -> dict[str, Any]:
+    return {"count": 10, "min": p50, "mean": p50, "p50": p50, "p90": p50, "p95": p50, "p99": p50, "p999": p50,
+            "max": p50}
+
+
+CACHE = {
+    "client": {"responses": 1000, "hits": 412, "misses": 588, "hit_ratio": 0.412,
+               "latency_hit_s": _lat(0.004), "latency_miss_s": _lat(0.25)},
+    "server": {"scraped": ["http://t/metrics"], "requests": 1004, "hits": 415, "hit_ratio": 0.4133,
+               "levels": {"memory": {"hits": 300, "misses": 704, "errors": 0, "lookups": 1004},
+                          "redis": {"hits": 115, "misses": 589, "errors": 0, "lookups": 704}}},
+    "expected": {"hit_ratio": 0.405, "steady_hit_ratio": None, "requests": 1000, "requests_before": 100,
+                 "models": [{"scenario": "tts", "repeat": True, "distribution": "zipf", "s": 1.1, "catalog": 5000,
+                             "cache_entries": None, "share": 1.0, "hit_ratio": 0.405, "steady_hit_ratio": None}]},
+}
+
+
+def test_the_cache_shows_as_one_line_and_one_table() -> None:
+    from toolkit.report import cache_line
+
+    assert cache_line(SUMMARY) is None and "## Cache" not in render_markdown(SUMMARY, [], [])
+    s = copy.deepcopy(SUMMARY)
+    s["cache"] = CACHE
+    assert cache_line(s) == ("41.2 % of 1,000 responses (p50 hit 4 ms, miss 250 ms), server 41.3 %, "
+                             "expected 40.5 % (zipf s=1.1 over 5,000 items)")
+    md = render_markdown(s, [], [])
+    table = md.split("## Cache (successful responses, measured window)", 1)[1].split("\n## ", 1)[0]
+    assert "| client (X-Cache) | 41.2 % | 1,000 |" in table
+    assert "|   misses |  | 588 | 250 ms | 250 ms | 250 ms |" in table
+    assert "server (/metrics: memory 300/1,004, redis 115/704)" in table
+    assert "| expected (zipf s=1.1 over 5,000 items) | 40.5 % | 1,000 |" in table
+    assert "Cache (successful responses" in render_html(s, timeseries(), telemetry())
+    # a target that has a cache but no header: say so instead of a ratio
+    s["cache"] = {**CACHE, "client": {**CACHE["client"], "responses": 0, "hits": 0, "misses": 0, "hit_ratio": None},
+                  "expected": None}
+    assert cache_line(s) == "no response carried X-Cache, server 41.3 %"

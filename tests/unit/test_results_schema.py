@@ -36,7 +36,7 @@ def documented_keys() -> set[str]:
     return keys
 
 
-def _summary(**over: object) -> dict:
+def _summary(x_cache: bool = False, **over: object) -> dict:
     sc = with_overrides(load_scenario("mobile"), rate=10.0, duration_s=4, warmup_s=1)
     rec = Recorder(sc.warmup_s, sc.duration_s)
     for i in range(40):
@@ -45,7 +45,8 @@ def _summary(**over: object) -> dict:
         ok = i % 10 != 3
         rec.record(Outcome(intended_s=t, sent_s=t, done_s=t + 0.02, latency_s=0.02 + 0.001 * i, ok=ok,
                            error_class=None if ok else "http_503", audio_s=2.0 if ok else None,
-                           bytes_sent=1000, bytes_received=100))
+                           bytes_sent=1000, bytes_received=100,
+                           cache=("hit" if i % 3 else "miss") if x_cache else None))
     closed = rec.flush()
     agg = Aggregator()
     agg.ingest("local", {"intervals": closed, "totals": rec.snapshot()})
@@ -103,3 +104,29 @@ def test_interrupted_runs_say_so() -> None:
     s = _summary(interrupted=True, measured_s=2.0)
     assert s["complete"] is False and s["incomplete_reason"] == "interrupted"
     assert any("interrupted" in w for w in s["loadgen"]["warnings"])
+
+
+def test_the_cache_block_is_documented_key_by_key() -> None:
+    from toolkit.samplers import PrometheusScraper, cache_server_summary
+
+    assert _summary()["cache"] is None  # no X-Cache, no counters: the target has no cache
+    pages = iter(['asrtk_cache_lookups_total{model="asr",level="memory",result="hit"} 0\n',
+                  'asrtk_cache_lookups_total{model="asr",level="memory",result="hit"} 20\n'])
+    scraper = PrometheusScraper("http://t/metrics", fetch=lambda url: next(pages))
+    scraper.scrape(0.5)
+    scraper.scrape(4.0)
+    server = cache_server_summary([scraper], 1.0, 5.0)
+    models = [{"scenario": "mobile", "repeat": True, "distribution": "zipf", "s": 1.1, "catalog": 500,
+               "cache_entries": 50, "share": 1.0}]
+    s = _summary(x_cache=True, cache_server=server, popularity=models)
+    cache = s["cache"]
+    assert cache["client"]["hits"] + cache["client"]["misses"] == cache["client"]["responses"] > 0
+    assert cache["expected"]["hit_ratio"] is not None and cache["expected"]["steady_hit_ratio"] is not None
+    keys = {f"cache.{k}" for k in cache}
+    for part in ("client", "server", "expected"):
+        keys.update(f"cache.{k}" for k in cache[part])
+    keys.update(f"cache.{k}" for k in cache["client"]["latency_hit_s"])
+    keys.update(f"cache.{k}" for k in cache["server"]["levels"]["memory"])
+    keys.update(f"cache.{k}" for k in cache["expected"]["models"][0])
+    missing = sorted(keys - documented_keys())
+    assert missing == [], f"add these to docs/results.md: {missing}"

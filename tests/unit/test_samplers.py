@@ -183,3 +183,73 @@ def test_server_cpu_cores_from_its_own_cpu_counter() -> None:
     only_inside = PrometheusScraper("http://t/metrics", fetch=lambda url: page("process_cpu_seconds_total", 3.0))
     only_inside.scrape(5.0)
     assert server_summary([only_inside], t_from=2.0, t_to=8.0)["cpu_cores_mean"] is None
+
+
+def _cache_page(**counts: int) -> str:
+    """asrtk_cache_lookups_total as prometheus_client exposes it; keys like tts_memory_hit=3."""
+    lines = ["# HELP asrtk_cache_lookups_total Cache lookups.", "# TYPE asrtk_cache_lookups_total counter"]
+    for key, n in counts.items():
+        model, level, result = key.split("_")
+        labels = f'level="{level}",model="{model}",result="{result}"'
+        lines += [f"asrtk_cache_lookups_total{{{labels}}} {n}", f"asrtk_cache_lookups_created{{{labels}}} 1.7e9"]
+    return "\n".join(lines) + "\n"
+
+
+def test_cache_server_summary_counts_hits_at_any_level_over_the_window() -> None:
+    from toolkit.samplers import cache_server_summary
+
+    pages = iter([
+        _cache_page(tts_memory_hit=10, tts_memory_miss=90, tts_redis_hit=40, tts_redis_miss=50),  # before the window
+        _cache_page(tts_memory_hit=30, tts_memory_miss=170, tts_redis_hit=90, tts_redis_miss=80,
+                    tts_redis_error=2, emotion_memory_miss=5),  # redis_error: a new series, 0 before
+        _cache_page(tts_memory_hit=999, tts_memory_miss=999),  # after the window
+    ])
+    sc = PrometheusScraper("http://t/metrics", fetch=lambda url: next(pages))
+    for t in (1.0, 8.0, 20.0):
+        sc.scrape(t)
+    s = cache_server_summary([sc], t_from=2.0, t_to=9.0)
+    assert s is not None and s["scraped"] == ["http://t/metrics"]
+    assert s["levels"] == {"memory": {"hits": 20, "misses": 85, "errors": 0, "lookups": 105},
+                           "redis": {"hits": 50, "misses": 30, "errors": 2, "lookups": 82}}
+    # without the request counter: every request looks in memory first, a redis lookup follows a miss
+    assert s["requests"] == 105 and s["hits"] == 70 and s["hit_ratio"] == pytest.approx(70 / 105)
+
+
+def test_cache_server_summary_takes_requests_and_hits_from_the_request_counter() -> None:
+    from toolkit.samplers import cache_server_summary
+
+    def page(hit: int, miss: int, lookups_hit: int) -> str:
+        return (_cache_page(tts_memory_hit=lookups_hit, tts_memory_miss=miss)
+                + f'asrtk_cache_requests_total{{model="tts",result="hit"}} {hit}\n'
+                + f'asrtk_cache_requests_total{{model="tts",result="miss"}} {miss}\n'
+                + 'asrtk_cache_requests_total{model="asr",result="hit"} 0\n')  # pre-created at 0
+
+    pages = iter([page(0, 0, 0), page(0, 0, 0), page(30, 10, 31)])
+    sc = PrometheusScraper("http://t/metrics", fetch=lambda url: next(pages))
+    for t in (1.0, 3.0, 9.0):
+        sc.scrape(t)
+    s = cache_server_summary([sc], t_from=2.0, t_to=9.0)
+    assert (s["requests"], s["hits"], s["hit_ratio"]) == (40, 30, 0.75)
+    assert set(s["levels"]) == {"memory"}
+    # a cache that saw no request in the window is still a cache: zeros, no ratio
+    idle = PrometheusScraper("http://t/metrics", fetch=lambda url: page(0, 0, 0))
+    idle.scrape(5.0)
+    assert cache_server_summary([idle], 2.0, 9.0)["hit_ratio"] is None
+
+
+def test_cache_server_summary_is_none_without_the_counter_and_never_counts_earlier_runs() -> None:
+    from toolkit.samplers import cache_server_summary
+
+    plain = PrometheusScraper("http://t/metrics", fetch=lambda url: "asrtk_ready 1\n")
+    plain.scrape(5.0)
+    assert cache_server_summary([plain], 2.0, 9.0) is None
+    assert cache_server_summary([], 2.0, 9.0) is None
+    # no scrape before the window (no warm-up): deltas from the first one in it, not from the
+    # counters' totals, which hold whatever ran against this server before
+    pages = iter([_cache_page(asr_memory_hit=500, asr_memory_miss=500),
+                  _cache_page(asr_memory_hit=530, asr_memory_miss=570)])
+    sc = PrometheusScraper("http://t/metrics", fetch=lambda url: next(pages))
+    for t in (1.0, 9.0):
+        sc.scrape(t)
+    s = cache_server_summary([sc], 0.0, 10.0)
+    assert (s["requests"], s["hits"]) == (100, 30)

@@ -156,6 +156,19 @@ def test_negative_stage_rate_names_file_key_and_value(tmp_path: Path) -> None:
         ("duration_s: 10", "duration_s: 10\naudio: {kind: dir}", "audio.dir is required when kind is 'dir'"),
         ("duration_s: 10", "duration_s: 10\ntext: {emotions: [furious]}", "text.emotions[0] must be one of"),
         ("duration_s: 10", "duration_s: 10\nsurprise: 1", "surprise is not a known key"),
+        ("duration_s: 10", "duration_s: 10\nrepeat: {catalog: 0}",
+         "repeat.catalog must be an integer between 1 and 1000000 (distinct items), got 0"),
+        ("duration_s: 10", "duration_s: 10\nrepeat: {s: 1.1}", "repeat.catalog is required"),
+        ("duration_s: 10", "duration_s: 10\nrepeat: {catalog: 9, distribution: pareto}",
+         "repeat.distribution must be one of zipf, uniform, got 'pareto'"),
+        ("duration_s: 10", "duration_s: 10\nrepeat: {catalog: 9, s: -1}", "repeat.s must be a number between 0 and 10"),
+        ("duration_s: 10", "duration_s: 10\nrepeat: {catalog: 9, distribution: uniform, s: 1}",
+         "repeat.s applies to distribution 'zipf' only"),
+        ("duration_s: 10", "duration_s: 10\nrepeat: {catalog: 9, cache_entries: 0}", "repeat.cache_entries must be"),
+        ("duration_s: 10", "duration_s: 10\nrepeat: {catalog: 9, ttl: 3}", "repeat.ttl is not a known key"),
+        ("duration_s: 10", "duration_s: 10\nrepeat: 5000", "repeat must be a mapping like"),
+        ("protocol: {kind: recognize}", "protocol: {kind: http, path: /x, body: none}\nrepeat: {catalog: 9}",
+         "repeat needs a protocol that sends audio or text"),
     ],
 )
 def test_validation_errors_name_key_and_expectation(tmp_path: Path, old: str, new: str, expected: str) -> None:
@@ -377,13 +390,59 @@ def test_docs_show_every_builtin_verbatim() -> None:
 def test_docs_describe_every_key() -> None:
     from dataclasses import fields
 
-    from toolkit.scenario import MixEntry, Scenario, TextSpec
+    from toolkit.scenario import MixEntry, RepeatSpec, Scenario, TextSpec
 
     doc = DOCS.read_text()
-    for cls in (Scenario, ProtocolSpec, AudioSpec, TextSpec, LoadSpec, Stage, SloSpec, MixEntry):
+    for cls in (Scenario, ProtocolSpec, AudioSpec, TextSpec, RepeatSpec, LoadSpec, Stage, SloSpec, MixEntry):
         for f in fields(cls):
             if f.name != "source":  # set by the loader, not a YAML key
                 assert f"`{f.name}`" in doc, f"docs/scenarios.md does not describe {cls.__name__}.{f.name}"
+
+
+# -- repeated traffic ------------------------------------------------------------------------------
+
+def test_a_repeat_block_is_read_with_defaults(tmp_path: Path) -> None:
+    from toolkit.scenario import RepeatSpec
+
+    s = load_scenario(str(write(tmp_path, "r.yaml", MINIMAL + "repeat: {distribution: zipf, s: 1.1, catalog: 5000}\n")))
+    assert s.repeat == RepeatSpec(catalog=5000, distribution="zipf", s=1.1, cache_entries=None)
+    assert load_scenario(str(write(tmp_path, "d.yaml", MINIMAL + "repeat: {catalog: 10}\n"))).repeat.s == 1.0
+    assert load_scenario(str(write(tmp_path, "n.yaml", MINIMAL))).repeat is None
+    assert RepeatSpec(catalog=3, distribution="uniform").s is None
+
+
+def test_a_mix_entry_takes_its_own_repeat_else_its_files_else_the_mixs(tmp_path: Path) -> None:
+    write(tmp_path, "own.yaml", MINIMAL.replace("name: mini", "name: own") + "repeat: {catalog: 7}\n")
+    write(tmp_path, "plain.yaml", MINIMAL.replace("name: mini", "name: plain"))
+    p = write(tmp_path, "mix.yaml", """name: m
+mix:
+  - {scenario: ./own.yaml}
+  - {scenario: ./plain.yaml}
+  - {scenario: ./plain.yaml, repeat: {catalog: 9, distribution: uniform}}
+  - {scenario: ./own.yaml, repeat: null}
+repeat: {catalog: 5000, s: 0.9}
+load: {rate: 2}
+duration_s: 10
+slo: {latency_s: 1}
+""")
+    s = load_scenario(str(p))
+    got = [(e.scenario.repeat.catalog if e.scenario.repeat else None) for e in s.mix]
+    assert got == [7, 5000, 9, None]
+    assert s.repeat is not None and s.repeat.catalog == 5000
+    bad = write(tmp_path, "bad.yaml", p.read_text().replace("catalog: 9,", "catalog: -9,"))
+    with pytest.raises(ConfigError, match=r"mix\[2\]\.repeat\.catalog must be an integer"):
+        load_scenario(str(bad))
+
+
+def test_a_repeat_model_survives_the_wire(tmp_path: Path) -> None:
+    from toolkit.scenario import scenario_from_dict
+
+    s = load_scenario(str(write(tmp_path, "r.yaml", MINIMAL + "repeat: {catalog: 50, cache_entries: 8}\n")))
+    assert scenario_from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    d = s.to_dict()
+    d["repeat"]["catalog"] = 0
+    with pytest.raises(ConfigError, match="repeat.catalog"):
+        scenario_from_dict(d)
 
 
 # -- the wire form a distributed worker receives (JSON data, never code) -----------------------

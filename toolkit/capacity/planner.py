@@ -29,6 +29,9 @@ class PlanRequest:
     redundancy: int = 1
     max_cost_per_hour: float | None = None
     ca2: float = 1.0  # arrival variability at each node (Poisson)
+    # result cache: the share of requests answered from it, and what a hit costs the node
+    hit_rate: float = 0.0
+    hit_cost: "HitCost | None" = None
 
     def __post_init__(self) -> None:
         if not self.target_qps > 0:
@@ -41,6 +44,45 @@ class PlanRequest:
             raise ConfigError(f"--slo latency must be > 0 s, got {self.slo_latency_s:g}")
         if self.max_cost_per_hour is not None and not self.max_cost_per_hour > 0:
             raise ConfigError(f"--max-cost-per-hour must be > 0, got {self.max_cost_per_hour:g}")
+        if not 0 <= self.hit_rate < 1:
+            raise ConfigError(f"--hit-rate must be in [0, 1), got {self.hit_rate:g}")
+        if self.hit_rate > 0 and self.hit_cost is None:
+            raise ConfigError("--hit-rate needs the cost of a hit: --hit-cost RATIO (a hit's CPU / a miss's) or "
+                              "--hit-cost-from RUN_DIR (a bench run against the cached server)")
+
+
+@dataclass(frozen=True)
+class HitCost:
+    """What a cache hit costs a node, relative to a miss (the capacity the sweep measured).
+
+    Either a ratio given as a flag, or measured: a bench run against the cached server at hit
+    ratio ``run_hit_ratio`` cost ``run_cpu_s_per_request``; with the sweep's miss cost ``c_m``
+    at that node, ``ratio = (cpu - (1 - h) c_m) / (h c_m)`` (clamped to [0, 1]).
+    """
+
+    source: str
+    ratio: float | None = None
+    run_hit_ratio: float | None = None
+    run_cpu_s_per_request: float | None = None
+
+    def ratio_for(self, miss_cpu_s: float | None) -> tuple[float, str]:
+        if self.ratio is not None:
+            return self.ratio, self.source
+        h, cpu = self.run_hit_ratio, self.run_cpu_s_per_request
+        if h is None or cpu is None or not h > 0:
+            raise ConfigError(f"{self.source}: the run has no cache hit ratio or no server CPU per request; "
+                              "bench a cached server with a repeat scenario, or give --hit-cost RATIO")
+        if not miss_cpu_s:
+            raise ConfigError(f"{self.source}: the sweep recorded no CPU per request to compare with; "
+                              "give --hit-cost RATIO")
+        r = (cpu - (1 - h) * miss_cpu_s) / (h * miss_cpu_s)
+        return min(max(r, 0.0), 1.0), (f"{self.source}: {cpu * 1000:.3g} ms CPU per request at hit ratio {h:.2f}, "
+                                       f"a miss {miss_cpu_s * 1000:.3g} ms (the sweep)")
+
+
+def hit_rate_factor(hit_rate: float, ratio: float) -> float:
+    """Capacity at ``hit_rate`` over capacity at 0%: the node's work per request is (1-h) + h x ratio misses."""
+    return 1.0 / ((1.0 - hit_rate) + hit_rate * ratio)
 
 
 @dataclass(frozen=True)
@@ -534,6 +576,27 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
             raise ConfigError("give the SLO to plan for: --slo p95=1.5s (the measurements do not name one)")
     assessments = [assess(n, q, slo_s, req.max_error_rate) for n in nodes]
     assessments = [replace(a, node_type=service_time_estimate(a)) for a in assessments]
+    zero_hit: dict[str, float] = {}  # capacity per node at 0% hit rate (what was measured)
+    cache_info: dict | None = None
+    if req.hit_rate > 0:
+        assert req.hit_cost is not None
+        scaled = []
+        for a in assessments:
+            if a.capacity.rps is None:
+                scaled.append(a)
+                continue
+            cpu, _ = cpu_at(a.curve, a.capacity.rps)
+            ratio, why = req.hit_cost.ratio_for(cpu)
+            f = hit_rate_factor(req.hit_rate, ratio)
+            zero_hit[a.node_type.name] = a.capacity.rps
+            lo, hi = a.capacity.ci_rps
+            cap = replace(a.capacity, rps=a.capacity.rps * f, ci_rps=(None if lo is None else lo * f, None if hi is None else hi * f),
+                          note=f"{a.capacity.note}; x {f:.3g} for a {req.hit_rate:.0%} cache hit rate (a hit costs "
+                               f"{ratio:.3g} of a miss: {why})")
+            scaled.append(replace(a, capacity=cap))
+            cache_info = cache_info or {"hit_rate": req.hit_rate, "hit_cost_ratio": ratio, "hit_cost_source": why,
+                                        "capacity_factor": f}
+        assessments = scaled
     infeasible = [(a.node_type.name, a.capacity.note) for a in assessments if a.capacity.rps is None]
     feasible = [a for a in assessments if a.capacity.rps is not None]
     if not feasible:
@@ -567,23 +630,39 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
 
     by_name = {a.node_type.name: a for a in feasible}
     rec_types = [by_name[n] for n, _, _ in rec.composition]
+    if cache_info is not None:
+        zero_cap = sum(active * zero_hit.get(n, 0.0) for n, active, _ in rec.composition)
+        spare_zero = sum((active + backup) * zero_hit.get(n, 0.0) for n, active, backup in rec.composition)
+        cache_info.update(capacity_rps_at_zero_hit_rate=zero_cap, all_nodes_capacity_rps_at_zero_hit_rate=spare_zero,
+                          meets_target_at_zero_hit_rate=zero_cap >= req.target_qps - 1e-9)
+        notes.append(
+            f"sized for a {req.hit_rate:.0%} cache hit rate: if it drops to 0%, the {rec.active_nodes} active node(s) "
+            f"carry {zero_cap:.3g} rps at the SLO ({zero_cap / req.target_qps:.0%} of the target)"
+            + (f", all {rec.nodes} with the backups {spare_zero:.3g} rps" if rec.backup_nodes else "")
+            + ("" if spare_zero >= req.target_qps - 1e-9 else ": the N+k margin does not cover a cold or failed cache"))
     weights = weights_for({a.node_type.name: a.capacity.rps or 0.0 for a in rec_types})
     main = max(rec_types, key=lambda a: rec.per_node_rps.get(a.node_type.name, 0.0))
     per_node = rec.per_node_rps.get(main.node_type.name, 0.0)
+    if cache_info is not None:  # the curve is misses: hits load the node as fewer misses
+        per_node_curve = per_node / cache_info["capacity_factor"]
+    else:
+        per_node_curve = per_node
     latency: dict[str, float | None] = {}
     for key, qq in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        v, note = interpolate_at(main.curve, per_node, qq)
+        v, note = interpolate_at(main.curve, per_node_curve, qq)
         latency[key] = v
         if note and key == "p95":
             notes.append(note)
-    at_max = [p.max_s for p in sorted(main.curve.points, key=lambda p: p.rps) if p.rps >= per_node and p.max_s]
+    at_max = [p.max_s for p in sorted(main.curve.points, key=lambda p: p.rps) if p.rps >= per_node_curve and p.max_s]
     latency["max"] = at_max[0] if at_max else max((p.max_s for p in main.curve.points if p.max_s), default=None)
-    model = _model(main, per_node, req, q)
-    measured_q, _ = interpolate_at(main.curve, per_node, q)
+    model = _model(main, per_node_curve, req, q)
+    measured_q, _ = interpolate_at(main.curve, per_node_curve, q)
     raw_curve = curve_values(main.curve, q)
     notes.extend(envelope_notes(raw_curve, q))
     curve_pts = [{"rps": x, "latency_s": y} for x, y in lower_envelope(raw_curve)]
-    cpu_per_request, cpu_source = cpu_at(main.curve, per_node)
+    cpu_per_request, cpu_source = cpu_at(main.curve, per_node_curve)
+    if cache_info is not None and cpu_per_request is not None:  # (1-h) misses + h hits per request
+        cpu_per_request /= cache_info["capacity_factor"]
     expected = {
         "per_node_rps": per_node,
         "utilization": rec.utilization.get(main.node_type.name),
@@ -598,6 +677,7 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
         "cpu_source": cpu_source,
         # ... and how busy the load host was with other work and CPU steal there (cores)
         "sweep_interference_cpu_cores": interference_at(main.curve, per_node),
+        "cache": cache_info,
         "model_inputs": None if model is None else {
             "servers": max(1, int(round(max(p.rps for p in main.curve.points) * main.node_type.service_time.mean_s))),
             "service_time_mean_s": main.node_type.service_time.mean_s,

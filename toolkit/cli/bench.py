@@ -117,7 +117,7 @@ def _fmt_s(v: float | None) -> str:
 def render_summary(s: dict, run_dir: Path) -> None:
     from rich.table import Table
 
-    from toolkit.report import tail_note
+    from toolkit.report import cache_line, tail_note
 
     t = Table(title=f"asrtk bench: {s['scenario']['name']} ({'complete' if s['complete'] else 'INCOMPLETE'})")
     t.add_column("figure")
@@ -146,6 +146,9 @@ def render_summary(s: dict, run_dir: Path) -> None:
         t.add_row("other work on this host", f"{host['interference_cpu_cores_mean']:.2f} cores "
                   f"(processes {host['other_cpu_cores_mean'] or 0:.2f}, steal {host['steal_cpu_cores_mean'] or 0:.2f})"
                   + (" [yellow]disturbed[/yellow]" if host.get("disturbed") else ""))
+    cache = cache_line(s)
+    if cache is not None:
+        t.add_row("cache hit ratio", cache)
     slo = s["slo"]
     for c in slo["checks"]:
         m = c["measured"]

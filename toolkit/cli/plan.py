@@ -33,6 +33,9 @@ def plan(
     measurements: Annotated[Optional[list[Path]], typer.Option(help="CSV measured elsewhere (repeatable): workers,qps,p95_s,error_rate[,users|concurrency][,node]; rows of one worker count in order of offered load (by users/concurrency, else file order). A row past the knee (more users, no more throughput, or over the SLO) caps that worker count's capacity.")] = None,
     hosts: Annotated[Optional[str], typer.Option("--hosts", help="Inventory FILE, one host per line: HOST:PORT, optionally followed by weight=N, backup, type=NAME; or the same entries as a comma-separated LIST: the fleet's real addresses; too few hosts for the plan is an error. Without it plan.yaml has no addresses and `asrtk generate` asks for them.")] = None,
     max_body: Annotated[Optional[str], typer.Option("--max-body", help="Largest request body, e.g. 20MB (10 min of 16 kHz 16-bit WAV is 19.2 MB); overrides the scenario's largest upload. A CSV gives none.")] = None,
+    hit_rate: Annotated[Optional[str], typer.Option("--hit-rate", help="Share of requests a result cache answers (e.g. 40% or 0.4; bench reports it as cache.client.hit_ratio). Capacity = measured capacity (all misses) / ((1-h) + h x hit cost); the notes say what the fleet carries at 0%.")] = None,
+    hit_cost: Annotated[Optional[float], typer.Option("--hit-cost", help="What a cache hit costs a node relative to a miss (CPU), 0..1, e.g. 0.05.")] = None,
+    hit_cost_from: Annotated[Optional[Path], typer.Option("--hit-cost-from", help="A bench run directory (or its summary.json) against the cached server: the hit cost is computed from its CPU per request at its hit ratio and the sweep's CPU per miss.")] = None,
     redundancy: Annotated[int, typer.Option(help="Spare nodes (N+k): they become nginx backups.")] = 1,
     headroom: Annotated[float, typer.Option(help="Load each node at most this fraction of its capacity at the SLO.")] = 0.8,
     max_cost_per_hour: Annotated[Optional[float], typer.Option(help="Budget: reject plans that cost more per hour.")] = None,
@@ -62,6 +65,8 @@ def plan(
       asrtk plan --target-qps 40 --slo p95=1.5s --measurements article.csv --max-body 20MB \\
           --hosts 10.0.0.1:8000,10.0.0.2:8000,10.0.0.3:8000
 
+      asrtk plan --target-qps 300 --hit-rate 40% --hit-cost-from results/20261203-101500-tts-zipf
+
       asrtk plan validate deploy/plan.yaml --target http://gpu-a-1:8000
     """
     if ctx.invoked_subcommand is not None:
@@ -74,10 +79,12 @@ def plan(
     if target_qps is None:
         raise UsageError("--target-qps is required, e.g. asrtk plan --target-qps 300")
     pct, lat = parse_slo(slo) if slo else (0.95, None)
+    h = parse_ratio(hit_rate, "--hit-rate") if hit_rate is not None else 0.0
     req = PlanRequest(
         target_qps=target_qps, slo_percentile=pct, slo_latency_s=lat,
         max_error_rate=parse_ratio(max_error_rate, "--max-error-rate"), headroom=headroom,
         redundancy=redundancy, max_cost_per_hour=max_cost_per_hour,
+        hit_rate=h, hit_cost=_hit_cost(hit_cost, hit_cost_from) if h > 0 else None,
     )
     inputs = gather(list(capacity or []), list(node or []), list(measurements or []), results)
     if hosts is not None:
@@ -90,6 +97,22 @@ def plan(
     result = plan_and_write(req, inputs, out)
     _print_plan(result.doc)
     say(f"wrote {result.yaml_path}, {result.md_path}, {result.html_path}")
+
+
+def _hit_cost(ratio: float | None, run: Path | None) -> object:
+    from toolkit.capacity.planner import HitCost
+    from toolkit.runs.plan import hit_cost_from_run
+
+    if ratio is not None and run is not None:
+        raise UsageError("give the hit cost once: --hit-cost RATIO or --hit-cost-from RUN_DIR")
+    if ratio is not None:
+        if not 0 <= ratio <= 1:
+            raise UsageError(f"--hit-cost must be between 0 and 1 (a hit's cost / a miss's), got {ratio:g}")
+        return HitCost(source=f"--hit-cost {ratio:g}", ratio=ratio)
+    if run is not None:
+        return hit_cost_from_run(run)
+    raise UsageError("--hit-rate needs the cost of a hit: --hit-cost RATIO (a hit's CPU / a miss's) or "
+                     "--hit-cost-from RUN_DIR (a bench run against the cached server)")
 
 
 def say(msg: str) -> None:

@@ -137,7 +137,7 @@ class Driver:
             x = self._pick_rng.random() * self._cum_weights[-1]
             while i < len(sets) - 1 and x >= self._cum_weights[i]:
                 i += 1
-        return self._pick_rng.choice(sets[i].requests)
+        return sets[i].pick(self._pick_rng)
 
     # -- one request ----------------------------------------------------------------------
     def _one(self, req: PreparedRequest, intended: float, closed: bool) -> None:
@@ -154,7 +154,7 @@ class Driver:
             self.rec.record(Outcome(
                 intended_s=intended, sent_s=sent, done_s=done, latency_s=latency, ok=res.ok,
                 error_class=res.error_class, audio_s=audio_s if res.ok else None,
-                bytes_sent=res.bytes_sent, bytes_received=res.bytes_received))
+                bytes_sent=res.bytes_sent, bytes_received=res.bytes_received, cache=res.cache))
         except gevent.GreenletExit:
             self.unfinished += 1
             now = self.clock()

@@ -1,8 +1,9 @@
 """Request bodies per protocol, built once per clip (or text) before the load starts.
 
-The driver picks a prepared request per arrival; nothing is encoded on the hot path.
-Header values given by the user (tokens) live only here and in the HTTP client: they
-never reach the results.
+The driver picks a prepared request per arrival; nothing is encoded on the hot path, except
+for a scenario with a ``repeat`` model: its catalog items are built when first drawn and the
+recent ones kept (:mod:`toolkit.engine.catalog`). Header values given by the user (tokens) live
+only here and in the HTTP client: they never reach the results.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import secrets
 import wave
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from toolkit.engine.catalog import Catalog
 
 _MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
 
@@ -38,11 +42,28 @@ class PreparedRequest:
 
 @dataclass
 class RequestSet:
-    """Prepared requests of one (leaf) scenario."""
+    """Prepared requests of one (leaf) scenario. With a ``catalog`` (the scenario's repeat model)
+    requests are catalog items drawn by popularity; else one of ``requests``, all alike."""
 
     scenario: str
     kind: str
     requests: list[PreparedRequest] = field(default_factory=list)
+    catalog: Catalog[PreparedRequest] | None = None
+
+    def pick(self, rng: random.Random) -> PreparedRequest:
+        if self.catalog is not None:
+            return self.catalog.payload(self.catalog.draw(rng))
+        return rng.choice(self.requests)
+
+    def popularity(self) -> dict[str, Any]:
+        """How often this set's payloads repeat: its repeat model, else uniform over its distinct
+        requests (what the driver does without one). For the expected cache hit ratio."""
+        spec = self.catalog.spec if self.catalog is not None else None
+        if spec is None:
+            return {"scenario": self.scenario, "repeat": False, "distribution": "uniform", "s": None,
+                    "catalog": max(1, len(self.requests)), "cache_entries": None}
+        return {"scenario": self.scenario, "repeat": True, "distribution": spec.distribution, "s": spec.s,
+                "catalog": spec.catalog, "cache_entries": spec.cache_entries}
 
 
 def _multipart(field_name: str, filename: str, content: bytes, mime: str,
@@ -88,77 +109,96 @@ def wav_duration_s(data: bytes) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class Audio:
+    """The audio of one request: the encoded file (uploads) or mono 16 kHz PCM16 (streams)."""
+
+    data: bytes
+    format: str
+    filename: str
+    duration_s: float
+
+
+def build_request(protocol: Any, headers: Mapping[str, str], audio: Audio | None,
+                  text: tuple[str, str] | None) -> PreparedRequest:
+    """One prepared request of ``protocol`` carrying ``audio`` and/or ``text`` (what it uses of them).
+    ``headers``: the protocol's headers merged with the user's."""
+    kind = protocol.kind
+
+    def made(body: bytes | None, content_type: str | None, audio_s: float | None, **kw: Any) -> PreparedRequest:
+        h = dict(headers)
+        if content_type and not any(k.lower() == "content-type" for k in h):
+            h["Content-Type"] = content_type
+        return PreparedRequest(method=protocol.method, path=protocol.path, headers=h, body=body, audio_s=audio_s,
+                               name=protocol.path, expect_status=protocol.expect_status, **kw)
+
+    def mime(a: Audio, default: str = "application/octet-stream") -> str:
+        return _MIME.get(a.format, default)
+
+    if kind == "stream":
+        assert audio is not None
+        chunk = max(2, int(16000 * protocol.chunk_ms / 1000) * 2)
+        return made(None, None, len(audio.data) / 32000.0, pcm=audio.data, chunk_bytes=chunk,
+                    realtime=protocol.realtime)
+    if kind == "tts":
+        t, emotion = text if text is not None else ("", "neutral")
+        return made(json.dumps({"text": t, "emotion": emotion}).encode(), "application/json", None,
+                    output_audio=True)
+    if kind in ("recognize", "emotion"):
+        assert audio is not None
+        extra = {"language": protocol.language} if kind == "recognize" else {"granularity": protocol.granularity}
+        body, ct = _multipart(protocol.field, audio.filename, audio.data, mime(audio),
+                              {**extra, **dict(protocol.form)})
+        return made(body, ct, audio.duration_s)
+    if kind == "funasr":
+        assert audio is not None
+        url = f"data:{mime(audio, 'audio/wav')};base64," + base64.b64encode(audio.data).decode()
+        payload = {"data": [url, protocol.hotwords, protocol.language, protocol.itn]}
+        return made(json.dumps(payload).encode(), "application/json", audio.duration_s)
+    # custom http template
+    if protocol.body == "none":
+        return made(None, None, None)
+    if protocol.body == "json":
+        t, emotion = text if text is not None else ("", "neutral")
+        values = {"{text}": t, "{emotion}": emotion}
+        if audio is not None:
+            b64 = base64.b64encode(audio.data).decode()
+            values["{audio_b64}"] = b64
+            values["{audio_data_url}"] = f"data:{mime(audio, 'audio/wav')};base64,{b64}"
+        body = json.dumps(_fill(dict(protocol.json_template or {}), values)).encode()
+        return made(body, "application/json", audio.duration_s if audio is not None else None)
+    assert audio is not None
+    if protocol.body == "raw":
+        return made(audio.data, mime(audio), audio.duration_s)
+    body, ct = _multipart(protocol.field, audio.filename, audio.data, mime(audio), dict(protocol.form))
+    return made(body, ct, audio.duration_s)
+
+
+def clip_audio(clip: Any, stream: bool) -> Audio:
+    """A corpus clip as a request's audio (streams: its PCM16 at 16 kHz)."""
+    data = clip.pcm16_16k() if stream else clip.read_bytes()
+    return Audio(data, clip.format, f"{clip.path.stem}.{clip.format}", clip.duration_s)
+
+
 def build_requests(protocol: Any, clips: Sequence[Any], texts: Sequence[tuple[str, str]],
                    extra_headers: Mapping[str, str], scenario: str) -> RequestSet:
     """Prepared requests for every clip (or text) of a leaf scenario."""
-    kind = protocol.kind
-    headers_base = {**dict(protocol.headers), **dict(extra_headers)}
-    name = protocol.path
-    out = RequestSet(scenario=scenario, kind=kind)
-
-    def add(body: bytes | None, content_type: str | None, audio_s: float | None, **kw: Any) -> None:
-        h = dict(headers_base)
-        if content_type and not any(k.lower() == "content-type" for k in h):
-            h["Content-Type"] = content_type
-        out.requests.append(PreparedRequest(
-            method=protocol.method, path=protocol.path, headers=h, body=body, audio_s=audio_s,
-            name=name, expect_status=protocol.expect_status, **kw))
-
-    if kind == "stream":
-        for c in clips:
-            pcm = c.pcm16_16k()
-            chunk = max(2, int(16000 * protocol.chunk_ms / 1000) * 2)
-            add(None, None, len(pcm) / 32000.0, pcm=pcm, chunk_bytes=chunk, realtime=protocol.realtime)
-        return out
-    if kind == "tts":
-        for text, emotion in texts:
-            add(json.dumps({"text": text, "emotion": emotion}).encode(), "application/json", None,
-                output_audio=True)
-        return out
-    if kind in ("recognize", "emotion"):
-        extra = {"language": protocol.language} if kind == "recognize" else {"granularity": protocol.granularity}
-        form = {**extra, **dict(protocol.form)}
-        for c in clips:
-            body, ct = _multipart(protocol.field, f"{c.path.stem}.{c.format}", c.read_bytes(),
-                                  _MIME.get(c.format, "application/octet-stream"), form)
-            add(body, ct, c.duration_s)
-        return out
-    if kind == "funasr":
-        for c in clips:
-            url = f"data:{_MIME.get(c.format, 'audio/wav')};base64," + base64.b64encode(c.read_bytes()).decode()
-            payload = {"data": [url, protocol.hotwords, protocol.language, protocol.itn]}
-            add(json.dumps(payload).encode(), "application/json", c.duration_s)
-        return out
-    # custom http template
-    if protocol.body == "none":
-        n = max(1, len(texts) if protocol.uses_text else 1)
-        for i in range(n):
-            add(None, None, None)
-        return out
-    if protocol.body == "json":
-        items: list[tuple[Any, tuple[str, str]]] = []
+    headers = {**dict(protocol.headers), **dict(extra_headers)}
+    out = RequestSet(scenario=scenario, kind=protocol.kind)
+    stream = protocol.kind == "stream"
+    if protocol.kind == "tts":
+        pairs: list[tuple[Any, tuple[str, str] | None]] = [(None, t) for t in texts]
+    elif protocol.kind == "http" and protocol.body == "none":
+        pairs = [(None, None)] * max(1, len(texts) if protocol.uses_text else 1)
+    elif protocol.kind == "http" and protocol.body == "json":
         if protocol.uses_audio:
-            for i, c in enumerate(clips):
-                items.append((c, texts[i % len(texts)] if texts else ("", "neutral")))
+            pairs = [(c, texts[i % len(texts)] if texts else None) for i, c in enumerate(clips)]
         else:
-            items = [(None, t) for t in texts] or [(None, ("", "neutral"))]
-        for c, (text, emotion) in items:
-            values = {"{text}": text, "{emotion}": emotion}
-            if c is not None:
-                b64 = base64.b64encode(c.read_bytes()).decode()
-                values["{audio_b64}"] = b64
-                values["{audio_data_url}"] = f"data:{_MIME.get(c.format, 'audio/wav')};base64,{b64}"
-            body = json.dumps(_fill(dict(protocol.json_template or {}), values)).encode()
-            add(body, "application/json", c.duration_s if c is not None else None)
-        return out
-    if protocol.body == "raw":
-        for c in clips:
-            add(c.read_bytes(), _MIME.get(c.format, "application/octet-stream"), c.duration_s)
-        return out
-    for c in clips:  # multipart
-        body, ct = _multipart(protocol.field, f"{c.path.stem}.{c.format}", c.read_bytes(),
-                              _MIME.get(c.format, "application/octet-stream"), dict(protocol.form))
-        add(body, ct, c.duration_s)
+            pairs = [(None, t) for t in texts] or [(None, None)]
+    else:
+        pairs = [(c, None) for c in clips]
+    for c, t in pairs:
+        out.requests.append(build_request(protocol, headers, clip_audio(c, stream) if c is not None else None, t))
     return out
 
 
@@ -172,10 +212,54 @@ def prepare_request_sets(scenario: Any, headers: Mapping[str, str]) -> tuple[lis
     entries = [(e.weight, e.scenario) for e in scenario.mix] if scenario.mix else [(1.0, scenario)]
     for weight, leaf in entries:
         clips = build_corpus(leaf.audio, leaf.seed) if leaf.protocol.uses_audio else []
-        texts = build_texts(leaf.text, leaf.seed, 64) if leaf.protocol.uses_text and leaf.text else []
-        rs = build_requests(leaf.protocol, clips, texts, dict(headers), leaf.name)
-        if not rs.requests:
-            raise UsageError(f"scenario {leaf.name!r}: nothing to send (no audio clips or texts)")
+        if leaf.repeat is not None:
+            rs = RequestSet(scenario=leaf.name, kind=leaf.protocol.kind,
+                            catalog=repeat_catalog(leaf, clips, dict(headers)))
+        else:
+            texts = build_texts(leaf.text, leaf.seed, 64) if leaf.protocol.uses_text and leaf.text else []
+            rs = build_requests(leaf.protocol, clips, texts, dict(headers), leaf.name)
+            if not rs.requests:
+                raise UsageError(f"scenario {leaf.name!r}: nothing to send (no audio clips or texts)")
         sets.append(rs)
         weights.append(float(weight))
     return sets, weights
+
+
+def repeat_catalog(leaf: Any, clips: Sequence[Any], headers: Mapping[str, str]) -> Catalog[PreparedRequest]:
+    """The catalog of a leaf scenario's repeat model: item ``i`` carries the text spelling ``i``
+    (TTS, templates with ``{text}``) and variant ``i div K`` of clip ``i mod K`` of the corpus."""
+    from toolkit.corpus import catalog_min_chars, catalog_text, variant_bytes, variant_pcm
+    from toolkit.errors import ConfigError
+
+    protocol, spec = leaf.protocol, leaf.repeat
+    uses_text = protocol.uses_text and leaf.text is not None
+    if uses_text and leaf.text.max_chars < catalog_min_chars(spec.catalog):
+        raise ConfigError(f"scenario {leaf.name!r} ({leaf.source}): text.max_chars {leaf.text.max_chars} is too "
+                          f"short for {spec.catalog} distinct texts (repeat.catalog); give at least "
+                          f"{catalog_min_chars(spec.catalog)}")
+    if protocol.uses_audio and not clips:
+        raise UsageError(f"scenario {leaf.name!r}: nothing to send (no audio clips)")
+    merged = {**dict(protocol.headers), **dict(headers)}
+    stream = protocol.kind == "stream"
+    pcm: dict[int, bytes] = {}  # streams: a base clip's PCM, decoded once
+
+    def build(item: int) -> PreparedRequest:
+        audio = None
+        if protocol.uses_audio:
+            k, variant = item % len(clips), item // len(clips)
+            clip = clips[k]
+            if stream:
+                if k not in pcm:
+                    pcm[k] = clip.pcm16_16k()
+                data = variant_pcm(pcm[k], variant)
+            else:
+                data = variant_bytes(clip, variant)
+            name = clip.path.stem if variant == 0 else f"{clip.path.stem}_{variant}"
+            audio = Audio(data, clip.format, f"{name}.{clip.format}", clip.duration_s)
+        text = catalog_text(leaf.text, leaf.seed, item, spec.catalog) if uses_text else None
+        return build_request(protocol, merged, audio, text)
+
+    def size(req: PreparedRequest) -> int:
+        return len(req.body or b"") + len(req.pcm or b"")
+
+    return Catalog(spec, build, size)

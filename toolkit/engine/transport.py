@@ -9,7 +9,7 @@ not import Locust: ``HttpTarget`` does, when it is built.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,23 @@ class SendResult:
     bytes_sent: int
     bytes_received: int
     output_audio_s: float | None = None  # TTS: duration of the returned audio
+    cache: str | None = None  # "hit" or "miss" from the response's X-Cache header; None without one
+
+
+CACHE_HEADER = "X-Cache"
+
+
+def cache_status(headers: Mapping[str, str] | None) -> str | None:
+    """``hit`` or ``miss`` from a response's ``X-Cache`` header (case-insensitive name and value);
+    None without the header. A value that does not start with ``hit`` counts as a miss."""
+    if not headers:
+        return None
+    value = headers.get(CACHE_HEADER)
+    if value is None:
+        value = next((v for k, v in headers.items() if str(k).lower() == "x-cache"), None)
+    if value is None:
+        return None
+    return "hit" if str(value).strip().lower().startswith("hit") else "miss"
 
 
 class Transport(Protocol):
@@ -57,16 +74,18 @@ def classify_exception(exc: BaseException | None) -> str:
     return "other"
 
 
-def http_result(req: PreparedRequest, status: int, content: bytes, error: BaseException | None = None) -> SendResult:
+def http_result(req: PreparedRequest, status: int, content: bytes, error: BaseException | None = None,
+                headers: Mapping[str, str] | None = None) -> SendResult:
     """What an HTTP exchange amounts to: ``status`` 0 (no response) is classified from
-    ``error``; a status other than the request's ``expect_status`` is ``http_<status>``."""
+    ``error``; a status other than the request's ``expect_status`` is ``http_<status>``;
+    ``headers`` (the response's) say whether a cache answered (``X-Cache``)."""
     sent = len(req.body or b"")
     if status == 0:
         return SendResult(False, classify_exception(error), 0, sent, len(content))
     if status != req.expect_status:
         return SendResult(False, f"http_{status}", status, sent, len(content))
     out_s = wav_duration_s(content) if req.output_audio else None
-    return SendResult(True, None, status, sent, len(content), out_s)
+    return SendResult(True, None, status, sent, len(content), out_s, cache_status(headers))
 
 
 class _NullHook:
@@ -111,7 +130,7 @@ class HttpTarget:
             content = resp.content or b""
         except Exception:  # noqa: BLE001 - a body that cannot be read is a connection error
             content = b""
-        return http_result(req, status, content, getattr(resp, "error", None))
+        return http_result(req, status, content, getattr(resp, "error", None), getattr(resp, "headers", None))
 
     def close(self) -> None:
         """Close idle keep-alive connections (sweeps run many benches in one process)."""
@@ -124,13 +143,14 @@ class HttpTarget:
 class MockTransport:
     """A transport that answers from ``handler(req)``, for tests (like httpx's MockTransport).
 
-    The handler returns a :class:`SendResult`, or an HTTP status (``int``) or ``(status,
-    body)``, judged as :class:`HttpTarget` judges a response; or it raises as the network
-    would, and the exception becomes its :func:`classify_exception` class. To simulate
-    service time, the handler sleeps on the driver's clock.
+    The handler returns a :class:`SendResult`, or an HTTP status (``int``), ``(status, body)``
+    or ``(status, body, headers)``, judged as :class:`HttpTarget` judges a response; or it
+    raises as the network would, and the exception becomes its :func:`classify_exception`
+    class. To simulate service time, the handler sleeps on the driver's clock.
     """
 
-    def __init__(self, handler: Callable[[PreparedRequest], SendResult | int | tuple[int, bytes]]) -> None:
+    def __init__(self, handler: Callable[[PreparedRequest], SendResult | int | tuple[int, bytes]
+                                         | tuple[int, bytes, Mapping[str, str]]]) -> None:
         self.handler = handler
         self.closed = False
 
@@ -141,8 +161,10 @@ class MockTransport:
             return http_result(req, 0, b"", exc)
         if isinstance(res, SendResult):
             return res
-        status, content = (res, b"") if isinstance(res, int) else res
-        return http_result(req, status, content)
+        if isinstance(res, int):
+            return http_result(req, res, b"")
+        status, content, *rest = res
+        return http_result(req, status, content, headers=rest[0] if rest else None)
 
     def close(self) -> None:
         self.closed = True

@@ -276,8 +276,11 @@ def _run_loaded(cfg: BenchConfig, seams: BenchSeams, scenario: Any, base_url: st
         hub_handler.cancel()
         signal.signal(signal.SIGINT, prev_handler if prev_handler is not None else signal.default_int_handler)
 
+    # streams are left out of the expected hit ratio: a WebSocket session carries no X-Cache
+    popularity = [{**rs.popularity(), "share": w / sum(weights)} for rs, w in zip(sets, weights)
+                  if rs.kind != "stream"]
     return _write_results(cfg, scenario, base_url, server, agg, telemetry, created, run.interrupted,
-                          stop_at, processes, extra_summary)
+                          stop_at, processes, extra_summary, popularity)
 
 
 def _server_info(server: Any, telemetry: Any) -> dict[str, Any] | None:
@@ -295,11 +298,11 @@ def _server_info(server: Any, telemetry: Any) -> dict[str, Any] | None:
 
 def _write_results(cfg: BenchConfig, scenario: Any, base_url: str, server: Any, agg: Any, telemetry: Any,
                    created: datetime, interrupted: bool, stop_at: float, processes: int,
-                   extra: dict[str, Any]) -> BenchOutcome:
+                   extra: dict[str, Any], popularity: list[dict[str, Any]]) -> BenchOutcome:
     from toolkit import __version__, results
     from toolkit.recorder import interval_row, write_hlog
     from toolkit.report import write_reports
-    from toolkit.samplers import gpu_summary, host_summary, loadgen_cpu, server_summary
+    from toolkit.samplers import cache_server_summary, gpu_summary, host_summary, loadgen_cpu, server_summary
     from toolkit.thresholds import from_env
 
     thresholds = cfg.thresholds or from_env()
@@ -324,6 +327,7 @@ def _write_results(cfg: BenchConfig, scenario: Any, base_url: str, server: Any, 
         host=host_summary(window, telemetry.cores, thresholds.disturbed_cores(telemetry.cores)),
         gpu=gpu_summary(telemetry.gpu, window), server=server_summary(telemetry.scrapers, warmup, end),
         thresholds=thresholds, extra_warnings=extra.get("warnings", []),
+        cache_server=cache_server_summary(telemetry.scrapers, warmup, end), popularity=popularity,
     )
     results.write_json_atomic(run_dir / results.FILES["summary"], summary)
     write_reports(run_dir)

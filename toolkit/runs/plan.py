@@ -147,6 +147,25 @@ class PlanOutput:
     html_path: Path
 
 
+def hit_cost_from_run(run: Path) -> "HitCost":
+    """The measured side of a hit's cost: a bench run's server CPU per request at its hit ratio."""
+    import json
+
+    from toolkit.capacity.planner import HitCost
+
+    path = Path(run) / "summary.json" if Path(run).is_dir() else Path(run)
+    try:
+        s = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--hit-cost-from {run}: cannot read a bench summary ({type(exc).__name__})") from None
+    cache = s.get("cache") or {}
+    ratio = (cache.get("server") or {}).get("hit_ratio")
+    if ratio is None:
+        ratio = (cache.get("client") or {}).get("hit_ratio")
+    cpu = (s.get("server") or {}).get("cpu_s_per_request")
+    return HitCost(source=f"--hit-cost-from {path}", run_hit_ratio=ratio, run_cpu_s_per_request=cpu)
+
+
 def plan_and_write(req: PlanRequest, inputs: Inputs, out_dir: Path) -> PlanOutput:
     plan = make_plan(inputs.nodes, req)
     main = next(a for a in plan.assessments if a.node_type.name == plan.recommended.composition[0][0])
