@@ -675,7 +675,7 @@ _DISTURBED_NAME = "disturbed run (busy host)"
 
 def trend_html(runs: Sequence[RunRecord], gates: Sequence[RunRecord] = (), *, scenario: str,
                branch: str | None = None) -> str:
-    """A self-contained HTML page (plotly inlined) charting ``runs`` in time order: p95/p99
+    """A self-contained HTML page (plotly.js basic bundle inlined) charting ``runs`` in time order: p95/p99
     latency, throughput, error rate and CPU per request. Disturbed runs carry an ``x`` marker
     (legend: "disturbed run (busy host)"); ``gates`` (kind gate) are marked on the latency chart
     by verdict. Pure: records in, text out."""
@@ -719,8 +719,10 @@ def trend_html(runs: Sequence[RunRecord], gates: Sequence[RunRecord] = (), *, sc
                 marker=dict(symbol=symbol, size=15, color=color, line=dict(width=1, color="#333")),
                 customdata=custom(gs, f"gate {verdict.upper()}"), hovertemplate=hover), row=1, col=1)
     title = f"asrtk trend: {scenario}" + (f" on {branch}" if branch else "")
-    fig.update_layout(title=title, height=260 * len(panels), template="plotly_white", hovermode="closest",
+    from toolkit import plotjs
+
+    fig.update_layout(title=title, height=260 * len(panels), **plotjs.LAYOUT, hovermode="closest",
                       margin=dict(l=70, r=20, t=80, b=50), legend=dict(orientation="h", y=-0.05))
     fig.update_yaxes(rangemode="tozero")
     fig.update_xaxes(title_text="run start (UTC)", row=len(panels), col=1)
-    return fig.to_html(full_html=True, include_plotlyjs=True, div_id="trend")
+    return plotjs.page(title, plotjs.figure_html(fig, div_id="trend"))

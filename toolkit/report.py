@@ -1,4 +1,4 @@
-"""Run reports: ``report.html`` (self-contained, plotly inlined once, opens offline) and ``report.md``.
+"""Run reports: ``report.html`` (self-contained, plotly.js's basic bundle inlined once, opens offline) and ``report.md``.
 
 ``render_markdown`` and ``render_html`` are pure: they take the summary and the rows of
 timeseries.csv / telemetry.csv (and optionally the latency spectrum and server metrics)
@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from toolkit import atomic
+from toolkit import atomic, plotjs
 
 Row = Mapping[str, Any]
 Spectrum = Sequence[tuple[float, float]]
@@ -403,7 +403,35 @@ def _badge(text: str, good: bool | None) -> str:
 
 
 def _col(rows: Sequence[Row], key: str) -> list[float | None]:
-    return [_num(r.get(key)) for r in rows]
+    """A column to plot: 4 significant digits keep an hour-long run's report small (tables show full values)."""
+    return plotjs.compact([_num(r.get(key)) for r in rows])
+
+
+MAX_CHART_POINTS = 1200  # per series: an hour of 1 s rows is drawn as 3 s buckets
+
+
+def bucket_seconds(n_rows: int) -> int:
+    return max(1, math.ceil(n_rows / MAX_CHART_POINTS))
+
+
+def _buckets(rows: Sequence[Row]) -> list[Row]:
+    """Buckets of consecutive rows for the charts: latencies, sizes and in-flight counts take the
+    bucket's worst (max), rates and utilisations its mean; text (the phase) the first row's."""
+    k = bucket_seconds(len(rows))
+    if k == 1:
+        return list(rows)
+    out: list[Row] = []
+    for i in range(0, len(rows), k):
+        chunk = rows[i:i + k]
+        merged: dict[str, Any] = dict(chunk[0])
+        for key in chunk[0]:
+            vals = [v for v in (_num(r.get(key)) for r in chunk) if v is not None]
+            if key == "t_s" or not vals:
+                continue
+            worst = key.endswith(("_s", "_bytes")) or "inflight" in key or "lag" in key or "memory" in key
+            merged[key] = max(vals) if worst else sum(vals) / len(vals)
+        out.append(merged)
+    return out
 
 
 def _figures(summary: Row, ts: Sequence[Row], tel: Sequence[Row], spectrum: Spectrum | None,
@@ -413,11 +441,13 @@ def _figures(summary: Row, ts: Sequence[Row], tel: Sequence[Row], spectrum: Spec
 
     figs: list[tuple[str, str, Any]] = []
     warmup = _num(summary.get("warmup_s")) or 0.0
+    raw_ts = ts
+    ts, tel = _buckets(ts), _buckets(tel)
 
     def layout(fig: Any, title: str, ytitle: str, xtitle: str = "time since start (s)") -> Any:
         fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title=ytitle, height=360,
                           margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2),
-                          template="plotly_white")
+                          **plotjs.LAYOUT)
         if warmup > 0 and xtitle.startswith("time"):
             fig.add_vrect(x0=0, x1=warmup, fillcolor="#999", opacity=0.12, line_width=0,
                           annotation_text="warm-up", annotation_position="top left")
@@ -455,9 +485,13 @@ def _figures(summary: Row, ts: Sequence[Row], tel: Sequence[Row], spectrum: Spec
         figs.append(("chart-distribution", "Latency distribution (percentile spectrum, warm-up excluded)",
                      layout(fig, "Latency percentile spectrum (warm-up excluded)", "seconds", "percentile")))
     elif ts:
-        p95 = [x for x in _col(ts, "p95_s") if x is not None]
+        p95 = [x for x in _col(raw_ts, "p95_s") if x is not None]
         if p95:
-            fig = go.Figure(go.Histogram(x=p95, nbinsx=30, name="per-second p95"))
+            import numpy as np
+
+            counts, edges = np.histogram(p95, bins=min(30, max(1, len(set(p95)))))
+            fig = go.Figure(go.Bar(x=((edges[:-1] + edges[1:]) / 2).tolist(), y=counts.tolist(),
+                                   width=(edges[1:] - edges[:-1]).tolist(), name="per-second p95"))
             figs.append(("chart-distribution", "Distribution of per-second p95 latency (no latency.hlog)",
                          layout(fig, "Per-second p95 latency (no latency.hlog)", "seconds of the run (count)",
                                 "p95 latency (s)")))
@@ -533,9 +567,15 @@ def render_html(summary: Row, timeseries_rows: Sequence[Row], telemetry_rows: Se
     figs = _figures(summary, timeseries_rows, telemetry_rows, latency_spectrum, server_rows)
     if figs:
         parts.append("<h2>Charts</h2>")
-    for i, (div_id, caption, fig) in enumerate(figs):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=div_id,
-                                 config={"displaylogo": False, "responsive": True}))
+        k = bucket_seconds(len(timeseries_rows))
+        if k > 1:
+            parts.append(f'<p class="note">Time charts show {k}-second buckets (latency and in-flight: the '
+                         "bucket's worst second; rates and utilisation: its mean); the tables and files keep "
+                         "every second.</p>")
+    if figs:
+        parts.append(plotjs.script_tag())
+    for div_id, caption, fig in figs:
+        parts.append(plotjs.figure_html(fig, div_id=div_id, config={"displaylogo": False, "responsive": True}))
     if not figs:
         parts.append('<p class="note">No time series were recorded for this run.</p>')
     for t_title, header, rows in tables:

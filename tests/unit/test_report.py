@@ -135,13 +135,36 @@ def test_html_is_self_contained_with_plotly_inlined_once() -> None:
                        server_rows=[{"t_s": 1, "url": "x", "metric": "asrtk_queue_depth", "labels": "model=asr",
                                      "value": 3}])
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert page.count("plotly.js v") == 1  # the library's banner: inlined exactly once
+    assert page.count("plotly.js (basic - minified) v") == 1  # the library's banner: inlined exactly once
     assert not re.search(r"<script[^>]+src=\"https?:", page)  # nothing fetched from the network
     for div in ("chart-latency", "chart-throughput", "chart-distribution", "chart-cpu", "chart-gpu",
                 "chart-server-queue"):
         assert f'id="{div}"' in page, div
     assert "SLO FAIL" in page and "run VALID" in page and "COMPLETE" in page
     assert "4.4 s" in page and "3.33 %" in page
+
+
+def test_an_hour_long_run_report_stays_under_1_5_mb() -> None:
+    """Issue 14's target: the full plotly.js was 4.9 MB per report; the basic bundle is 1.2 MB."""
+    page = render_html(SUMMARY, timeseries(3600, warmup=30), telemetry(3600, gpus=1), latency_spectrum=SPECTRUM)
+    assert len(page.encode()) <= 1.5 * 2**20, len(page.encode())
+    for div in ("chart-latency", "chart-throughput", "chart-distribution", "chart-cpu", "chart-gpu"):
+        assert f'id="{div}"' in page, div
+
+
+def test_the_vendored_bundle_matches_the_plotly_that_writes_the_figures() -> None:
+    from plotly.offline import get_plotlyjs_version
+
+    from toolkit import plotjs
+
+    assert plotjs.BUNDLE.is_file() and plotjs.VERSION in plotjs.BUNDLE.read_text()[:200]
+    # same major version: the figure JSON is read by the bundle it was written for
+    assert get_plotlyjs_version().split(".")[0] == plotjs.VERSION.split(".")[0]
+
+
+def test_histogram_fallback_is_drawn_as_bars_the_basic_bundle_has() -> None:
+    page = render_html(SUMMARY, timeseries(), telemetry(gpus=0))
+    assert '"type":"histogram"' not in page.replace(" ", "") and "per-second p95" in page
 
 
 def test_html_without_gpu_or_hlog_falls_back() -> None:

@@ -159,7 +159,11 @@ def _figures(doc: dict) -> list[Any]:
 
 
 def _figs_html(figs: list[Any]) -> str:
-    return "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
+    from toolkit import plotjs
+
+    if not figs:
+        return ""
+    return plotjs.script_tag() + "".join(plotjs.figure_html(f) for f in figs)
 
 
 def capacity_html(doc: dict) -> str:
