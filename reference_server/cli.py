@@ -30,6 +30,7 @@ def serve(
     request_timeout_s: Annotated[float, typer.Option(help="Deadline per request; past it: 504 deadline_exceeded.")] = 300.0,
     drain_timeout_s: Annotated[float, typer.Option(help="On SIGTERM, wait at most this long for in-flight requests.")] = 30.0,
     drain_grace_s: Annotated[float, typer.Option(help="On SIGTERM, keep answering /ready with 503 draining for at least this long before the listener closes, so a load balancer that polls /ready sees the drain (set it to the balancer's check interval).")] = 0.0,
+    not_ready: Annotated[str, typer.Option(help="What a client gets while the server is not ready (loading, or draining after SIGTERM): respond (listen and answer 503 starting/draining, for a load balancer that polls /ready) or refuse (listen only while ready: on SIGTERM stop listening at once and close idle keep-alive connections, so a proxy with passive health checks such as nginx retries on another server; in-flight requests still finish).")] = "respond",
     memory_budget_mb: Annotated[float, typer.Option(help="Per worker: memory that admitted requests may hold (body, decoded and resampled audio, estimated before the body is read and checked again from the audio header). Beyond it: 503 queue_full. A request alone is always admitted.")] = 1024.0,
     max_streams: Annotated[int, typer.Option(help="Per worker: concurrent /ws/asr sessions; one more is closed with 1013 (try again later).")] = 32,
     stream_idle_timeout_s: Annotated[float, typer.Option(help="A /ws/asr session that sends nothing for this long gets an error frame and close 1008.")] = 30.0,
@@ -60,7 +61,7 @@ def serve(
         max_wait_ms=max_wait_ms, max_queue=max_queue, max_audio_s=max_audio_s, max_body_mb=max_body_mb,
         data_dir=str(data_dir) if data_dir is not None else None, api_key=api_key,
         request_timeout_s=request_timeout_s, drain_timeout_s=drain_timeout_s, drain_grace_s=drain_grace_s,
-        memory_budget_mb=memory_budget_mb, max_streams=max_streams, stream_idle_timeout_s=stream_idle_timeout_s,
+        not_ready=not_ready, memory_budget_mb=memory_budget_mb, max_streams=max_streams, stream_idle_timeout_s=stream_idle_timeout_s,
         max_stream_s=max_stream_s, max_header_kb=max_header_kb, cache=cache, cache_ttl_s=cache_ttl_s, threads=threads, log_level=log_level,
     )
     code = run_serve(cfg)

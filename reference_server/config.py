@@ -11,6 +11,11 @@ from toolkit.errors import UsageError
 from toolkit.units import is_loopback
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# What a client gets while the server is not ready (loading its models, or draining after SIGTERM;
+# docs/server.md, "Lifecycle"): "respond" listens and answers 503 starting/draining, for load
+# balancers that poll /ready; "refuse" listens only while ready, so connections are refused, which a
+# proxy with passive health checks (nginx) retries on another server without the client seeing it.
+NOT_READY_MODES = ("respond", "refuse")
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class ServerConfig:
     request_timeout_s: float = 300.0
     drain_timeout_s: float = 30.0
     drain_grace_s: float = 0.0
+    not_ready: str = "respond"
     memory_budget_mb: float = 1024.0
     max_streams: int = 32
     stream_idle_timeout_s: float = 30.0
@@ -59,6 +65,10 @@ class ServerConfig:
         need(self.request_timeout_s > 0, f"--request-timeout-s must be > 0, got {self.request_timeout_s}")
         need(self.drain_timeout_s >= 0, f"--drain-timeout-s must be >= 0, got {self.drain_timeout_s}")
         need(self.drain_grace_s >= 0, f"--drain-grace-s must be >= 0, got {self.drain_grace_s}")
+        need(self.not_ready in NOT_READY_MODES, f"--not-ready must be respond or refuse, got {self.not_ready!r}")
+        need(self.not_ready != "refuse" or self.drain_grace_s == 0,
+             "--drain-grace-s keeps the listener open for a load balancer that polls /ready, --not-ready refuse "
+             "closes it at once for a proxy with passive health checks (nginx): pick one")
         need(self.memory_budget_mb > 0, f"--memory-budget-mb must be > 0, got {self.memory_budget_mb}")
         need(self.max_streams >= 1, f"--max-streams must be >= 1, got {self.max_streams}")
         need(self.stream_idle_timeout_s > 0, f"--stream-idle-timeout-s must be > 0, got {self.stream_idle_timeout_s}")

@@ -12,6 +12,9 @@ SIGTERM (or SIGINT): /ready turns 503 and new work gets 503 ``draining`` for at 
 --drain-grace-s while in-flight requests finish (at most --drain-timeout-s); then the
 worker stops accepting, answers what the kernel had already queued, closes the listener
 (so new connections are refused, never reset) and exits 0. A second signal exits at once.
+With ``--not-ready refuse`` the listener closes at the signal (and listens only once the
+models are loaded): a proxy with passive health checks sees refused connections, which it
+retries elsewhere, instead of 503s to requests it has sent.
 """
 
 from __future__ import annotations
@@ -84,7 +87,9 @@ def setup_logging(level: str) -> None:
         logging.getLogger(name).addFilter(_NoRequestLines())
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, listen: bool = True) -> socket.socket:
+    """The server's socket, bound; listening unless ``listen`` is False (``--not-ready refuse`` with
+    one worker: connections are refused until the models are loaded, then uvicorn listens)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,7 +101,8 @@ def bind(host: str, port: int) -> socket.socket:
     # accepted connections inherit it: without it a response written as headers + body waits
     # ~40 ms for the client's delayed ACK (Nagle), per request
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -108,13 +114,14 @@ def serve(cfg: ServerConfig) -> int:
         from reference_server.providers import choose
 
         choose("cuda")
-    sock = bind(cfg.host, cfg.port)
+    refuse = cfg.not_ready == "refuse"
+    sock = bind(cfg.host, cfg.port, listen=not (refuse and cfg.workers == 1))
     host, port = sock.getsockname()[:2]
     # printed at any --log-level: EmbeddedServer and people read the real port (--port 0) here
     print(f"asrtk serve: listening on http://{host}:{port} (workers {cfg.workers}, model {cfg.model})",
           file=sys.stderr, flush=True)
     if cfg.workers == 1:
-        return run_worker(cfg, sock)
+        return run_worker(cfg, sock, listen_when_ready=refuse)
     return supervise(cfg, sock)
 
 
@@ -133,8 +140,8 @@ def _make_server(
         then close the listener without resetting what is queued on it.
 
         With ``listen_when_ready`` (a replacement for a dead worker, whose siblings serve
-        meanwhile) it accepts connections only once its models are loaded, so no client of
-        the shared socket gets 503 ``not_ready`` from it.
+        meanwhile, or any worker with ``--not-ready refuse``) it accepts connections only once
+        its models are loaded, so no client of the shared socket gets 503 ``not_ready`` from it.
         """
 
         exit_code = 0
@@ -142,6 +149,8 @@ def _make_server(
         def __init__(self, config: uvicorn.Config) -> None:
             super().__init__(config)
             self._not_listening: list[socket.socket] = []
+            self._sockets: list[socket.socket] = []
+            self._refusing = False
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -155,13 +164,30 @@ def _make_server(
                     loop.remove_signal_handler(sig)
 
         def _on_signal(self, sig: int) -> None:
-            if state.draining:
+            if state.draining or self._refusing:
                 log.warning("second %s: exiting now", signal.Signals(sig).name)
                 self.should_exit = self.force_exit = True
                 return
             log.info("%s received", signal.Signals(sig).name)
+            if cfg.not_ready == "refuse":
+                self._refusing = True  # a second signal exits at once
+                asyncio.get_running_loop().create_task(self._refuse_then_drain())
+                return
             state.start_drain()
             asyncio.get_running_loop().create_task(self._drain())
+
+        async def _refuse_then_drain(self) -> None:
+            """``--not-ready refuse``: a proxy with passive health checks learns of a drain only
+            from a failed attempt, and a refused connection is the one failure it retries safely on
+            another server (a 503 to a POST it has sent is not retried). So: stop listening at
+            once (what the kernel had queued is accepted and served), close idle keep-alive
+            connections, let busy ones close after their response, and only then refuse work."""
+            await self._close_listeners(self._sockets)
+            for conn in list(self.server_state.connections):
+                conn.shutdown()  # idle: closed now; busy: Connection: close after the response
+            log.info("listener closed: new connections are refused; draining %d in-flight request(s)", state.inflight)
+            state.start_drain()
+            await self._drain()
 
         async def _drain(self) -> None:
             start = time.monotonic()
@@ -186,6 +212,7 @@ def _make_server(
             )
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            self._sockets = list(sockets or [])
             if listen_when_ready and sockets:
                 self._not_listening, sockets = list(sockets), []
             await super().startup(sockets=sockets)
@@ -319,7 +346,7 @@ class Supervisor:
 
     def _spawn(self, replacement: bool) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "reference_server.run", "--worker-fd", str(self.fd)]
-        if replacement:
+        if replacement or self.cfg.not_ready == "refuse":
             cmd.append("--listen-when-ready")
         return subprocess.Popen(cmd, pass_fds=[self.fd], env=self.env, stdin=subprocess.DEVNULL)
 

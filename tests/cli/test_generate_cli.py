@@ -53,13 +53,13 @@ def test_single_kind_and_flag_overrides(plan_file: Path, tmp_path: Path) -> None
     out = tmp_path / "n"
     r = runner.invoke(app, ["generate", "nginx", "--plan", str(plan_file), "--out", str(out),
                             "--upstream", "10.0.0.1:8000:3", "--backup", "10.0.0.2:8000",
-                            "--listen", "127.0.0.1:9000", "--retry-non-idempotent"])
+                            "--listen", "127.0.0.1:9000", "--no-retry-non-idempotent"])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (out / "nginx").iterdir()) == ["asrtk.conf", "nginx-standalone.conf"]
     conf = (out / "nginx/asrtk.conf").read_text()
     assert "server 10.0.0.1:8000 weight=3" in conf and "server gpu-a-1" not in conf
     assert "server 10.0.0.2:8000 weight=1 max_fails=3 fail_timeout=10s backup;" in conf
-    assert "listen 127.0.0.1:9000;" in conf and "non_idempotent;" in conf
+    assert "listen 127.0.0.1:9000;" in conf and "proxy_next_upstream error timeout;" in conf
 
 
 def test_flags_without_plan_and_defaults_note(tmp_path: Path) -> None:

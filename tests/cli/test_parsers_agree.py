@@ -50,10 +50,12 @@ def run(args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tup
     import toolkit.cli.sweep
     import toolkit.generators
     import toolkit.runs.bench
+    import toolkit.runs.drill
     import toolkit.runs.plan
     import toolkit.runs.validate
 
     monkeypatch.setattr(toolkit.runs.bench, "run_bench", _raise(lambda cfg: cfg))
+    monkeypatch.setattr(toolkit.runs.drill, "run_drill", _raise(lambda cfg: cfg))
     monkeypatch.setattr(toolkit.cli.sweep, "_run_with_progress", _raise(lambda cfg, _run, _quiet: cfg))
     monkeypatch.setattr(toolkit.runs.plan, "plan_and_write", _raise(lambda req, inputs, out: req))
     monkeypatch.setattr(toolkit.runs.validate, "run_validation", _raise(lambda path, target, **kw: kw))
@@ -86,6 +88,8 @@ def _commands(tmp_path: Path, plan_file: Path) -> dict[str, dict[str, Any]]:
                                       lambda cfg: cfg.policy.step_duration_s),
             "plan validate --duration": (["plan", "validate", str(plan_file), "--duration"],
                                          lambda kw: kw["duration_s"]),
+            "drill --overload-for": (["drill", "--overload-for"], lambda cfg: cfg.overload_s),
+            "drill --down": (["drill", "--down"], lambda cfg: cfg.down_s),
         },
         "warmup": {
             "bench --warmup": (["bench", "-s", "mobile", "--warmup"], lambda cfg: cfg.scenario.warmup_s),

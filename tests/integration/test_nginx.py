@@ -218,7 +218,7 @@ def test_live_weights_split_traffic_and_a_killed_replica_is_ejected(
         t0 = time.monotonic()
         codes = _post_many(lb.url, clip, n, concurrency=concurrency, on_progress=kill_at)
         errors = n - codes.count(200)
-        # only requests already sent to the victim may fail (POST is never retried once sent)
+        # only requests already sent to the victim may fail (and the generated config re-sends those too)
         assert errors <= concurrency, {c: codes.count(c) for c in set(codes)}
         after = _post_many(lb.url, clip, 60, concurrency=2)
         assert after.count(200) == 60

@@ -77,14 +77,27 @@ def test_body_size_rate_limit_and_comments() -> None:
     assert "rate=150r/m;" in nginx.render(small)
 
 
-def test_retry_policy_is_explicit_and_post_retry_is_opt_in() -> None:
+def test_retry_policy_reaches_the_backup_and_is_bounded() -> None:
+    """asrtk drill: a killed or frozen replica's POSTs are re-sent (the speech APIs have no side
+    effects), every server may be tried (with 2 tries and 2 dead primaries a request never reached
+    the backup: 3 client errors), and retrying stops after one read plus two connect timeouts."""
     s = S.from_plan(PLAN)
     conf = nginx.render(s)
-    assert "proxy_next_upstream error timeout;" in conf
-    assert "non_idempotent;" not in conf
-    assert "proxy_next_upstream_tries 2;" in conf
-    opted = nginx.render(s.with_overrides(retry_non_idempotent=True))
-    assert "proxy_next_upstream error timeout non_idempotent;" in opted
+    assert "proxy_next_upstream error timeout non_idempotent;" in conf
+    assert "proxy_next_upstream_tries 3;" in conf  # 2 active + 1 backup
+    assert "proxy_next_upstream_timeout 9s;" in conf  # proxy_read_timeout 5s + 2 x proxy_connect_timeout 2s
+    opted_out = nginx.render(s.with_overrides(retry_non_idempotent=False))
+    assert "proxy_next_upstream error timeout;" in opted_out and "non_idempotent;" not in opted_out
+    one = nginx.render(S.from_flags(["a:1"], target_qps=2))
+    assert "proxy_next_upstream_tries 2;" in one
+
+
+def test_rate_limited_requests_get_retry_after_and_the_error_shape() -> None:
+    conf = nginx.render(S.from_plan(PLAN))
+    assert "error_page 429 = @asrtk_rate_limited;" in _directives(_block(conf, "server {"))
+    named = _directives(_block(conf, "location @asrtk_rate_limited"))
+    assert "add_header Retry-After 1 always;" in named
+    assert any(d.startswith("return 429 '{\"error\": {\"code\": \"rate_limited\"") for d in named), named
 
 
 def test_streaming_gets_a_websocket_location_with_the_upgrade_map() -> None:

@@ -104,6 +104,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_was_read() -> None:
     assert "toolkit.runs.bench" in GRAPH and "toolkit.results" in GRAPH["toolkit.runs.bench"]
     assert "toolkit.engine.driver" in GRAPH["toolkit.runs.bench"]  # a lazy import is an edge
+    assert "toolkit.drills.judge" in GRAPH["toolkit.runs.drill"]
 
 
 def test_no_import_cycles() -> None:
@@ -123,7 +124,7 @@ def _offenders(prefixes: tuple[str, ...], forbidden: tuple[str, ...]) -> list[st
 
 PURE = ("toolkit.capacity", "toolkit.generators", "toolkit.scenario", "toolkit.recorder", "toolkit.units",
         "toolkit.thresholds", "toolkit.errors", "toolkit.results", "toolkit.report", "toolkit.engine",
-        "toolkit.samplers", "toolkit.corpus", "toolkit.history", "toolkit.gate")
+        "toolkit.samplers", "toolkit.corpus", "toolkit.history", "toolkit.gate", "toolkit.drills")
 
 
 @pytest.mark.parametrize("layer", PURE)
@@ -144,7 +145,8 @@ def test_the_pure_core_does_no_io_imports() -> None:
     io_modules = ("socket", "subprocess", "urllib.request", "httpx", "locust", "gevent", "psutil")
     offenders = []
     for name, path in _modules().items():
-        if not name.startswith(("toolkit.capacity", "toolkit.generators", "toolkit.units", "toolkit.recorder")):
+        if not name.startswith(("toolkit.capacity", "toolkit.generators", "toolkit.units", "toolkit.recorder",
+                                "toolkit.drills")):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (

@@ -52,8 +52,11 @@ def generate(
     streaming: Annotated[bool, typer.Option("--streaming", help="Add the WebSocket location (/ws/).")] = False,
     listen: Annotated[Optional[str], typer.Option("--listen", help="nginx listen address/port (default 8080).")] = None,
     server_name: Annotated[Optional[str], typer.Option("--server-name", help="nginx server_name (default _).")] = None,
-    retry_non_idempotent: Annotated[bool, typer.Option(
-        "--retry-non-idempotent", help="Let nginx retry a POST that already reached a server (may run twice).")] = False,
+    retry_non_idempotent: Annotated[Optional[bool], typer.Option(
+        "--retry-non-idempotent/--no-retry-non-idempotent",
+        help="Let nginx re-send a POST that already reached a server to another one (the default: the speech "
+             "APIs have no side effects, so a request cut off by a dying or frozen server runs twice instead of "
+             "failing); --no-retry-non-idempotent for a backend with side effects.")] = None,
     loadgen: Annotated[Optional[list[str]], typer.Option(
         "--loadgen", help="HOST:PORT of a load generator exposing /metrics (repeat).")] = None,
     scrape_interval_s: Annotated[Optional[int], typer.Option("--scrape-interval-s", help="Default 15.")] = None,
@@ -150,8 +153,8 @@ def generate(
         extra["listen"] = listen
     if server_name:
         extra["server_name"] = server_name
-    if retry_non_idempotent:
-        extra["retry_non_idempotent"] = True
+    if retry_non_idempotent is not None:
+        extra["retry_non_idempotent"] = retry_non_idempotent
     if loadgen:
         extra["loadgen_targets"] = tuple(loadgen)
     if scrape_interval_s is not None:

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "toolkit.cli.sweep",
     "toolkit.cli.plan",
     "toolkit.cli.gate",
+    "toolkit.cli.drill",
 ]
 
 app = typer.Typer(

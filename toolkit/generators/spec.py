@@ -100,7 +100,7 @@ class OpsSpec:
     status_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     max_fails: int = 3
     fail_timeout_s: int = 10
-    retry_non_idempotent: bool = False
+    retry_non_idempotent: bool = True  # the speech APIs have no side effects (docs/operations.md, retry policy)
     scrape_interval_s: int = 15
     runbook_url: str = ""
     read_timeout_s: int | None = None  # --read-timeout: replaces the one derived from the latency tail
