@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+
+from toolkit.errors import UsageError
+from toolkit.units import parse_size
 
 log = logging.getLogger("reference_server.cache")
 
@@ -50,10 +52,6 @@ class CacheSpec:
         return tuple(lv for lv, on in (("memory", self.memory_bytes is not None), ("redis", self.redis_url)) if on)
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 1000, "kib": 2**10, "mb": 1000**2, "mib": 2**20, "gb": 1000**3, "gib": 2**30}
-
-
 def parse_cache(value: str) -> CacheSpec:
     """``memory``, ``memory:256MiB``, ``redis://127.0.0.1:6379/0`` or both, comma-separated."""
     memory: int | None = None
@@ -68,10 +66,10 @@ def parse_cache(value: str) -> CacheSpec:
             if not size:
                 memory = DEFAULT_MEMORY_BYTES
             else:
-                m = _SIZE.match(size)
-                if not m or float(m.group(1)) <= 0:
-                    raise CacheSpecError(f"--cache memory:{size}: the size must look like 256MiB or 1GB")
-                memory = int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
+                try:
+                    memory = parse_size(size, "--cache memory:SIZE")
+                except UsageError:
+                    raise CacheSpecError(f"--cache memory:{size}: the size must look like 256MiB or 1GB") from None
         elif part.startswith(("redis://", "rediss://")):
             if redis_url is not None:
                 raise CacheSpecError("--cache names Redis twice")

@@ -53,14 +53,6 @@ EXIT_LOAD_FAILED = 78  # EX_CONFIG in sysexits.h
 ACCEPT_LINGER_S = 0.2
 
 
-class _NoRequestLines(logging.Filter):
-    """uvicorn logs WebSocket handshakes with their full path; paths and queries may carry secrets."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = str(record.msg)
-        return not (msg.startswith('%s - "WebSocket') or msg in ("connection open", "connection closed"))
-
-
 class _CurrentStderr(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is now, so a handler installed while stderr was
     redirected (a test runner, a CLI harness) never writes to a closed stream later."""
@@ -83,8 +75,6 @@ def setup_logging(level: str) -> None:
         level=level.upper(), handlers=[handler], force=True,
         format="%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s",
     )
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(_NoRequestLines())
 
 
 def bind(host: str, port: int, listen: bool = True) -> socket.socket:
