@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian/Ubuntu machine and runs it:
-#   Debian packages: nginx, prometheus (+ promtool), espeak-ng, sox, postgresql, redis-server   (real tools, no mocks)
+#   Debian packages: nginx, prometheus (+ promtool), espeak-ng, sox, postgresql, redis-server, nodejs + npm
+#   (real tools, no mocks)
 #   a virtual environment .venv with asrtk installed editable plus its test extras
 #   then: python -m pytest  (extra arguments are passed to pytest, e.g. ./scripts/test.sh -m "not slow")
 set -euo pipefail
@@ -14,6 +15,8 @@ command -v sox >/dev/null 2>&1 || missing+=(sox)
 # the server binaries (initdb, pg_ctl) are not on PATH in Debian: look where the package puts them
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# the Kubernetes manifest tests check prometheus-operator objects with its published models (npm)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -103,6 +103,18 @@ def parse_size(text: str | int, flag: str) -> int:
     return int(math.ceil(value))
 
 
+def parse_cpu(text: str, flag: str) -> int:
+    """``4``, ``0.5`` (cores) or ``500m`` (millicores, as Kubernetes writes them) -> millicores."""
+    s = str(text).strip()
+    try:
+        value = float(s[:-1]) if s.endswith("m") else float(s) * 1000.0
+    except ValueError:
+        raise UsageError(f"{flag} must be cores like 4 or 0.5, or millicores like 500m, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 1):
+        raise UsageError(f"{flag} must be at least 1m (0.001 cores), got {text!r}")
+    return int(math.ceil(value))
+
+
 @dataclass(frozen=True)
 class HostPort:
     """``HOST:PORT[:WEIGHT]``; ``address`` is ``host:port`` as nginx and Prometheus write it."""

@@ -224,3 +224,65 @@ def test_every_derived_limit_has_a_flag(tmp_path: Path, plan_file: Path) -> None
         r = runner.invoke(app, ["generate", "nginx", "--plan", str(plan_file), "--out", str(tmp_path / "bad"),
                                 flag, value])
         assert r.exit_code == 2 and needle in r.stderr and r.stderr.count("\n") == 1, (flag, r.stderr)
+
+
+K8S_PLAN = Path(__file__).resolve().parents[2] / "docs" / "examples" / "k8s" / "plan.yaml"
+K8S_FLAGS = ["--image", "reg.example/asrtk:1", "--api-key-secret", "asrtk-key", "--memory", "4GiB",
+             "--gpus-per-pod", "0", "--cpu", "2"]
+
+
+def test_k8s_refuses_in_one_line_naming_every_missing_flag(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["generate", "k8s", "--plan", str(K8S_PLAN), "--out", str(tmp_path), "--image", "x:1"])
+    assert r.exit_code == 2
+    line = r.stderr.strip()
+    assert "\n" not in line and "--image" not in line.split("needs", 1)[1]
+    for flag in ("--api-key-secret", "--memory", "--gpus-per-pod", "--cpu"):
+        assert flag in line
+    assert not (tmp_path / "k8s").exists()  # nothing half-written
+
+
+def test_k8s_writes_manifests_without_addresses(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["generate", "k8s", "--plan", str(K8S_PLAN), "--out", str(tmp_path), *K8S_FLAGS,
+                            "--peak-qps", "475", "--namespace", "speech"])
+    assert r.exit_code == 0, r.output
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yaml"))
+    assert written == ["k8s/deployment.yaml", "k8s/grafana-dashboards.yaml", "k8s/hpa.yaml", "k8s/pdb.yaml",
+                       "k8s/prometheusrule.yaml", "k8s/service.yaml", "k8s/servicemonitor.yaml",
+                       "prometheus-adapter/config.yaml"]
+    dep = yaml.safe_load((tmp_path / "k8s" / "deployment.yaml").read_text())
+    res = dep["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res["requests"]["cpu"] == "2000m" and "nvidia.com/gpu" not in res["limits"]
+    assert "no GPU (--gpus-per-pod 0" in (tmp_path / "k8s" / "deployment.yaml").read_text()
+    assert "max_body_bytes" not in r.stderr  # nginx-only defaults are not reported for k8s
+
+
+def test_k8s_flags_are_refused_for_other_kinds_and_all_says_it_left_k8s_out(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["generate", "nginx", "--plan", str(K8S_PLAN), "--template", "--out", str(tmp_path),
+                            "--memory", "4GiB"])
+    assert r.exit_code == 2 and "generate k8s" in r.stderr
+    r = runner.invoke(app, ["generate", "all", "--plan", str(K8S_PLAN), "--template", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "k8s/ not written: add --image" in r.stderr and not (tmp_path / "k8s").exists()
+    r = runner.invoke(app, ["generate", "all", "--plan", str(K8S_PLAN), "--template", "--out", str(tmp_path),
+                            *K8S_FLAGS])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "k8s" / "hpa.yaml").is_file() and (tmp_path / "nginx" / "asrtk.conf").is_file()
+
+
+@pytest.mark.parametrize(("flag", "value", "needle"), [
+    ("--cpu", "lots", "--cpu must be cores"),
+    ("--gpus-per-pod", "-1", "--gpus-per-pod must be >= 0"),
+    ("--api-key-secret", "Not_A_Name", "--api-key-secret must be a Kubernetes name"),
+    ("--redis-url", "http://x", "--redis-url must be redis://"),
+    ("--monitor-label", "release", "--monitor-label must be KEY=VALUE"),
+    ("--peak-qps", "10", "--peak-qps 10 is below the plan's target"),
+])
+def test_k8s_bad_flags(flag: str, value: str, needle: str, tmp_path: Path) -> None:
+    args = [a for a in K8S_FLAGS]
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += [flag, value]
+    r = runner.invoke(app, ["generate", "k8s", "--plan", str(K8S_PLAN), "--out", str(tmp_path), *args])
+    assert r.exit_code == 2, r.output
+    assert needle in r.stderr

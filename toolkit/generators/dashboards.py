@@ -135,9 +135,14 @@ def capacity(spec: OpsSpec) -> Dashboard:
     total_by_instance = f"sum by (instance) (rate(asrtk_requests_total{{{sel}}}[{RI}]))"
     total = f"sum(rate(asrtk_requests_total{{{sel}}}[{RI}]))"
     weights = sum(u.weight for u in spec.active)
-    planned_share = "\nor\n".join(
-        f'label_replace(vector({u.weight / weights:.4g}), "instance", "{u.address}", "", "")' for u in spec.active
-    )
+    if spec.platform == "k8s":  # pods behind a Service share equally, however many the autoscaler runs
+        planned_share = f"{total_by_instance} * 0 + 1 / scalar(count({total_by_instance}))"
+        share_note = "Actual share next to the planned one: pods behind a Service get equal shares."
+    else:
+        planned_share = "\nor\n".join(
+            f'label_replace(vector({u.weight / weights:.4g}), "instance", "{u.address}", "", "")' for u in spec.active
+        )
+        share_note = "Actual share next to the planned share (nginx weight / sum of active weights)."
     panels = (
         Panel(f"{spec.route}: actual vs planned", "reqps",
               (Target(actual, "actual"),
@@ -151,7 +156,7 @@ def capacity(spec: OpsSpec) -> Dashboard:
         Panel("Share of traffic per instance", "percentunit",
               (Target(f"{total_by_instance}\n/ scalar({total})", "{{instance}}"),
                Target(planned_share, "{{instance}} planned")),
-              "Actual share next to the planned share (nginx weight / sum of active weights).", max=1),
+              share_note, max=1),
         Panel("Requests per second per instance", "reqps", (Target(total_by_instance, "{{instance}}"),),
               "All routes. Backup instances should carry nothing while active ones are up."),
         Panel("CPU per request per instance", "s",

@@ -108,6 +108,16 @@ class OpsSpec:
     # "given": real addresses; "missing": the plan has none (upstreams are placeholders the address-bound
     # generators refuse); "template": placeholders on purpose (--template), marked in every file
     addresses: str = "given"
+    # "hosts": servers behind nginx with planned weights; "k8s": pods behind a Service (equal shares)
+    platform: str = "hosts"
+    # the plan's fleet facts the Kubernetes generator sizes a Deployment from (None: not in the plan)
+    nodes: int | None = None  # active + backup: minReplicas (base load + redundancy)
+    backup_nodes: int | None = None  # the plan's k of N+k
+    workers_per_node: int | None = None
+    per_node_rps: float | None = None  # planned load of one active node at the target
+    cpu_s_per_request: float | None = None  # measured CPU the server spent per request near that point
+    inflight_per_node: float | None = None  # requests in flight per node at the planned load (Little's law)
+    hit_rate: float | None = None  # the cache hit rate the plan counts on
     origin: str = "defaults"
     sources: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # said on stderr by the CLI (e.g. inventory hosts left out)
@@ -148,6 +158,8 @@ class OpsSpec:
             raise ConfigError(f"{where}: target route must start with '/', got {self.route!r}")
         if self.addresses not in ("given", "missing", "template"):
             raise ValueError(f"addresses must be given, missing or template, got {self.addresses!r}")
+        if self.platform not in ("hosts", "k8s"):
+            raise ValueError(f"platform must be hosts or k8s, got {self.platform!r}")
 
     # -- derived figures -------------------------------------------------------------------
 
@@ -372,6 +384,7 @@ def from_plan(
                  for i, e in enumerate(fleet)]
     ups = _upstreams(fleet, name)
     headroom = _num(plan, "headroom", name, "headroom") or DEFAULT_HEADROOM
+    kwargs.update(_fleet_facts(plan, name, sources))
     active = [u for u in ups if not u.backup]
     if active and all(u.node_type in node_caps for u in active):
         capacity = sum(node_caps[u.node_type] for u in active)
@@ -390,6 +403,61 @@ def from_plan(
         upstreams=tuple(ups), target_qps=target_qps, planned_capacity_rps=capacity, route=route,
         streaming=streaming, addresses=addresses, origin=name, sources=sources, notes=tuple(host_notes), **kwargs,
     )
+
+
+def _fleet_facts(plan: Mapping[str, Any], name: str, sources: dict[str, str]) -> dict[str, Any]:
+    """What a Deployment is sized from: the recommended fleet, the per-node load and CPU, and the
+    requests in flight per node at that load (Little's law L = lambda W with the plan's queueing
+    model, else its measured p50 in place of the mean). Absent keys stay None; ``sources`` says where
+    each present one came from."""
+    out: dict[str, Any] = {}
+    rec = _section(plan, "recommended", name)
+    exp = _section(plan, "expected", name)
+    for key, path in (("nodes", "recommended.nodes"), ("backup_nodes", "recommended.backup_nodes"),
+                      ("workers_per_node", "recommended.workers_per_node")):
+        v = rec.get(path.split(".")[1])
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0 or (key != "backup_nodes" and v < 1):
+            raise ConfigError(f"{name}: {path} must be a whole number >= {0 if key == 'backup_nodes' else 1}, got {v!r}")
+        out[key] = v
+        sources[key] = f"{name} {path} = {v}"
+    lam = _num(exp, "per_node_rps", name, "expected.per_node_rps")
+    if lam is not None:
+        out["per_node_rps"] = lam
+        sources["per_node_rps"] = f"{name} expected.per_node_rps = {lam:g}"
+    cpu = _num(exp, "target_cpu_s_per_request", name, "expected.target_cpu_s_per_request")
+    if cpu is not None:
+        out["cpu_s_per_request"] = cpu
+        sources["cpu_s_per_request"] = (f"{name} expected.target_cpu_s_per_request = {cpu:.4g} s ("
+                                        + str(exp.get("cpu_source") or "measured") + ")")
+    cache = exp.get("cache")
+    if isinstance(cache, Mapping) and cache.get("hit_rate") is not None:
+        h = _num(cache, "hit_rate", name, "expected.cache.hit_rate")
+        out["hit_rate"] = h
+        sources["hit_rate"] = f"{name} expected.cache.hit_rate = {h:g}"
+    if lam is None:
+        return out
+    mi = exp.get("model_inputs")
+    mi = mi if isinstance(mi, Mapping) else {}
+    s_mean = _num(mi, "service_time_mean_s", name, "expected.model_inputs.service_time_mean_s")
+    c = _num(mi, "servers", name, "expected.model_inputs.servers")
+    p_wait = _num(mi, "p_wait", name, "expected.model_inputs.p_wait")
+    p50 = _num(_section(plan, "latency_s", name), "p50", name, "latency_s.p50")
+    if s_mean and c and p_wait is not None and lam * s_mean < c:
+        # Erlang C: Wq = P(wait) S / (c - lambda S), times the Allen-Cunneen factor (ca^2 + cs^2) / 2
+        ca2 = _num(mi, "arrival_ca2", name, "expected.model_inputs.arrival_ca2") or 1.0
+        cs2 = _num(mi, "service_time_cv2", name, "expected.model_inputs.service_time_cv2") or 1.0
+        wq = p_wait * s_mean / (c - lam * s_mean) * (ca2 + cs2) / 2
+        out["inflight_per_node"] = lam * (s_mean + wq)
+        sources["inflight_per_node"] = (
+            f"Little's law at {lam:g} rps per node x mean latency {s_mean + wq:.3g} s (the plan's queueing model: "
+            f"service {s_mean:.3g} s + wait {wq:.3g} s, {name} expected.model_inputs)")
+    elif p50 is not None:
+        out["inflight_per_node"] = lam * p50
+        sources["inflight_per_node"] = (f"Little's law at {lam:g} rps per node x measured p50 {p50:.3g} s ({name} "
+                                        "latency_s.p50, in place of the mean)")
+    return out
 
 
 def placeholder_address(name: str) -> str:
