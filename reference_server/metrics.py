@@ -26,6 +26,15 @@ _BUCKETS = {
 _GAUGE_MODE = {"asrtk_model_info": "livemax", "asrtk_cache_degraded": "livemax"}
 
 
+def _resident_bytes() -> int | None:
+    """This process's resident set size (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
@@ -111,13 +120,17 @@ class ServerMetrics:
         self._m["asrtk_cache_memory_bytes"].set(n)
 
     def update_cpu(self) -> None:
-        """Add this process's CPU since the last call (called every second and before a scrape)."""
+        """Add this process's CPU since the last call and set its resident memory (called every
+        second and before a scrape)."""
         import time
 
         now = time.process_time()
         if now > self._cpu_seen:
             self.process_cpu.inc(now - self._cpu_seen)
             self._cpu_seen = now
+        rss = _resident_bytes()
+        if rss is not None:
+            self._m["asrtk_process_resident_memory_bytes"].set(rss)
 
     # BatchObserver
     def on_depth(self, model: str, depth: int) -> None:

@@ -68,6 +68,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("asrtk_process_cpu_seconds_total", "counter", (),
                "CPU time (user + system) of the worker processes, all threads (ONNX Runtime's included), seconds; "
                "divided by asrtk_requests_total it is the CPU cost of a request."),
+    MetricSpec("asrtk_process_resident_memory_bytes", "gauge", (),
+               "Resident memory of the worker processes, summed, bytes (updated every second and on each scrape); "
+               "its peak under load sizes a pod's memory."),
     MetricSpec("asrtk_ready", "gauge", (),
                "1 when models are loaded and warmed and the server accepts work, else 0 (per worker, summed)."),
     MetricSpec("asrtk_model_info", "gauge", ("model", "preset", "provider"),

@@ -122,3 +122,6 @@ def test_metrics_expose_exactly_the_contract(client: httpx.Client, audio_clip: C
     assert 'asrtk_model_info{model="asr",preset="tiny",provider="CPUExecutionProvider"} 1.0' in text
     assert "asrtk_ready 1.0" in text
     assert 'le="900.0"' in text
+    rss = [s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+           if s.name == "asrtk_process_resident_memory_bytes"]
+    assert len(rss) == 1 and 50 * 2**20 < rss[0] < 64 * 2**30  # a loaded ONNX model: tens of MiB at least

@@ -109,6 +109,19 @@ def test_cpu_request_from_the_measured_cost_per_request() -> None:
     assert "0.05 s (sweep results/sweep-1" in _render(p, cpu_millicores=None)["k8s/deployment.yaml"]
 
 
+def test_memory_from_the_sweeps_peak() -> None:
+    p = _plan()
+    p["expected"]["server_memory_max_bytes"] = 3 * 2**30
+    p["expected"]["memory_source"] = "results/sweep-1/capacity.json, step 4: peak server memory over the sweep's steps"
+    files = _render(p, memory_bytes=None, memory_source="")
+    res = _by_kind(files)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res["requests"]["memory"] == res["limits"]["memory"] == f"{math.ceil(3 * 1024 * k8s.MEMORY_MARGIN)}Mi"
+    assert "measured peak 3072 MiB x 1.25" in files["k8s/deployment.yaml"]
+    assert "step 4" in files["k8s/deployment.yaml"]
+    with pytest.raises(UsageError, match="--memory SIZE"):
+        _render(memory_bytes=None)  # the example plan comes from a CSV: no memory figure
+
+
 def test_missing_flags_are_named_in_one_line() -> None:
     spec = from_plan(_plan(), name="plan.yaml")
     with pytest.raises(UsageError) as e:

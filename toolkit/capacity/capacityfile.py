@@ -92,7 +92,8 @@ def step_record(
     server_rec = None
     if srv:
         server_rec = {k: srv.get(k) for k in (
-            "queue_depth_max", "batch_size_mean", "queue_wait_s_mean", "inference_s_mean", "rejected_total")}
+            "queue_depth_max", "batch_size_mean", "queue_wait_s_mean", "inference_s_mean", "rejected_total",
+            "memory_max_bytes")}
     loadgen = summary.get("loadgen") or {}
     host = summary.get("host") or {}
     cpu, cpu_source = cpu_per_request(summary)

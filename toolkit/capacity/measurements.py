@@ -31,6 +31,7 @@ class CurvePoint:
     interference_cores: float | None = None  # other work and CPU steal on the load host meanwhile
     load: float | None = None  # the offered load (users, or offered rps; a CSV without users: row order)
     ref: str | None = None  # where the point comes from, for messages: "m.csv line 5: 4 workers, 64 users"
+    memory_max_bytes: float | None = None  # the server's peak resident memory during the step (its /metrics)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def _points_from_steps(steps: list[dict], mode: str | None) -> tuple[CurvePoint,
                               max(1, int(_f(s.get("requests")) or 1)),
                               _f(s.get("cpu_s_per_request")), s.get("cpu_source"),
                               _f((s.get("host") or {}).get("interference_cpu_cores")), load,
-                              f"step {s.get('index', len(pts))}" + (f": {load:g} {unit}" if load is not None else "")))
+                              f"step {s.get('index', len(pts))}" + (f": {load:g} {unit}" if load is not None else ""),
+                              _f((s.get("server") or {}).get("memory_max_bytes"))))
     return tuple(sorted(pts, key=lambda p: p.rps))
 
 

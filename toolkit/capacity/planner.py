@@ -337,6 +337,16 @@ def cpu_at(curve: WorkerCurve, rps: float) -> tuple[float | None, str | None]:
     return _interp_clamped(pts, rps), src
 
 
+def memory_peak(curve: WorkerCurve) -> tuple[float | None, str | None]:
+    """The server's highest resident memory over every measured point, overload included (a pod
+    must hold its peak, not its mean, or it is OOM-killed when busiest), and which point it was."""
+    pts = [p for p in curve.points if p.memory_max_bytes is not None]
+    if not pts:
+        return None, None
+    top = max(pts, key=lambda p: p.memory_max_bytes or 0.0)
+    return top.memory_max_bytes, top.ref
+
+
 def interference_at(curve: WorkerCurve, rps: float) -> float | None:
     """Other work and CPU steal on the load host (cores) while the sweep measured this throughput
     (linear between points, clamped); None when the points do not say."""
@@ -661,6 +671,7 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
     notes.extend(envelope_notes(raw_curve, q))
     curve_pts = [{"rps": x, "latency_s": y} for x, y in lower_envelope(raw_curve)]
     cpu_per_request, cpu_source = cpu_at(main.curve, per_node_curve)
+    mem_peak, mem_ref = memory_peak(main.curve)
     if cache_info is not None and cpu_per_request is not None:  # (1-h) misses + h hits per request
         cpu_per_request /= cache_info["capacity_factor"]
     expected = {
@@ -677,6 +688,10 @@ def make_plan(nodes: list[NodeType], req: PlanRequest) -> Plan:
         "cpu_source": cpu_source,
         # ... and how busy the load host was with other work and CPU steal there (cores)
         "sweep_interference_cpu_cores": interference_at(main.curve, per_node),
+        # the server's peak resident memory over the sweep's steps (its /metrics): a pod's memory
+        "server_memory_max_bytes": mem_peak,
+        "memory_source": (f"{main.node_type.source}, {mem_ref}: peak server memory over the sweep's steps"
+                          if mem_peak is not None else None),
         "cache": cache_info,
         "model_inputs": None if model is None else {
             "servers": max(1, int(round(max(p.rps for p in main.curve.points) * main.node_type.service_time.mean_s))),

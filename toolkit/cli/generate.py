@@ -85,8 +85,8 @@ def generate(
              "Required for k8s.")] = None,
     memory: Annotated[Optional[str], typer.Option(
         "--memory", rich_help_panel="Kubernetes (k8s)",
-        help="Memory request = limit of a pod, e.g. 4GiB (the plan has no measured server memory). Required "
-             "for k8s.")] = None,
+        help="Memory request = limit of a pod, e.g. 4GiB (default: the sweep's measured peak server memory x "
+             "1.25; required when the plan has none, e.g. one made from a CSV).")] = None,
     gpus_per_pod: Annotated[Optional[int], typer.Option(
         "--gpus-per-pod", rich_help_panel="Kubernetes (k8s)",
         help="nvidia.com/gpu per pod; 0 for CPU inference. Required for k8s.")] = None,

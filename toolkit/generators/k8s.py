@@ -35,6 +35,7 @@ INFLIGHT_METRIC = "asrtk_inflight_requests"  # reference_server.metrics_spec: ga
 API_KEY_ENV = "ASRTK_API_KEY"  # `asrtk serve --api-key` reads it
 API_KEY_SECRET_KEY = "api-key"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"  # the Grafana Helm chart's sidecar default label
+MEMORY_MARGIN = 1.25  # a pod's memory over the measured peak: allocator growth and longer inputs than the sweep's
 ADAPTER_WINDOW = "2m"  # the in-flight gauge is averaged over this window before the HPA sees it
 SCALE_DOWN_WINDOW_S = 300  # the HPA's default stabilization, written out so it is visible
 LABEL = "app.kubernetes.io/name"
@@ -70,7 +71,7 @@ class K8sOptions:
         if not self.api_key_secret:
             out.append("--api-key-secret NAME (a Secret with key api-key: `asrtk serve` binds beyond loopback "
                        "only with a key)")
-        if self.memory_bytes is None:
+        if self.memory_bytes is None and spec.memory_max_bytes is None:
             out.append("--memory SIZE (the plan has no measured server memory), e.g. --memory 4GiB")
         if self.gpus_per_pod is None:
             out.append("--gpus-per-pod N (nvidia.com/gpu per pod; 0 for CPU inference)")
@@ -152,6 +153,14 @@ class _K8s:
 
     # -- sizing --------------------------------------------------------------------------
 
+    def memory(self) -> tuple[str, str]:
+        if self.opts.memory_bytes is not None:
+            return _mib(self.opts.memory_bytes), self.opts.memory_source or "--memory"
+        peak = self.spec.memory_max_bytes
+        assert peak is not None
+        return _mib(int(peak * MEMORY_MARGIN)), (
+            f"measured peak {peak / 2**20:.0f} MiB x {MEMORY_MARGIN:g} ({self.spec.source('memory_max_bytes')})")
+
     def drain_timeout(self) -> tuple[int, str]:
         if self.opts.drain_timeout_s is not None:
             return self.opts.drain_timeout_s, "--drain-timeout"
@@ -214,7 +223,8 @@ class _K8s:
         grace = o.prestop_sleep_s + drain + 5
         args, arg_notes = self.serve_args()
         period = 5
-        limits: dict[str, Any] = {"memory": _mib(o.memory_bytes or 0)}
+        mem, mem_why = self.memory()
+        limits: dict[str, Any] = {"memory": mem}
         if o.gpus_per_pod:
             limits["nvidia.com/gpu"] = o.gpus_per_pod
         probe = {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": period, "timeoutSeconds": 2}
@@ -226,7 +236,7 @@ class _K8s:
             "env": [{"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": o.api_key_secret,
                                                                          "key": API_KEY_SECRET_KEY}}}],
             "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
-            "resources": {"requests": {"cpu": f"{cpu}m", "memory": _mib(o.memory_bytes or 0)}, "limits": limits},
+            "resources": {"requests": {"cpu": f"{cpu}m", "memory": mem}, "limits": limits},
             "startupProbe": {**probe, "failureThreshold": max(1, math.ceil(o.startup_timeout_s / period))},
             "readinessProbe": {**probe, "failureThreshold": 2},
             "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
@@ -252,7 +262,7 @@ class _K8s:
             "replicas field here would reset the autoscaled count on every kubectl apply",
             f"--workers {s.workers_per_node}: the plan's workers per node ({s.source('workers_per_node')})",
             f"cpu request {cpu}m: {cpu_why}; no CPU limit (throttling would show up as latency, not as a limit)",
-            f"memory request = limit {_mib(o.memory_bytes or 0)}: {o.memory_source}",
+            f"memory request = limit {mem}: {mem_why}",
             f"GPU: {gpu_why}",
             f"--drain-timeout-s {drain}: {drain_why}",
             f"preStop sleep {o.prestop_sleep_s} s (--prestop-sleep): endpoints stop routing to the pod before "

@@ -117,6 +117,7 @@ class OpsSpec:
     per_node_rps: float | None = None  # planned load of one active node at the target
     cpu_s_per_request: float | None = None  # measured CPU the server spent per request near that point
     inflight_per_node: float | None = None  # requests in flight per node at the planned load (Little's law)
+    memory_max_bytes: float | None = None  # the server's measured peak resident memory (the sweep)
     hit_rate: float | None = None  # the cache hit rate the plan counts on
     origin: str = "defaults"
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -431,6 +432,11 @@ def _fleet_facts(plan: Mapping[str, Any], name: str, sources: dict[str, str]) ->
         out["cpu_s_per_request"] = cpu
         sources["cpu_s_per_request"] = (f"{name} expected.target_cpu_s_per_request = {cpu:.4g} s ("
                                         + str(exp.get("cpu_source") or "measured") + ")")
+    mem = _num(exp, "server_memory_max_bytes", name, "expected.server_memory_max_bytes")
+    if mem is not None and mem > 0:
+        out["memory_max_bytes"] = mem
+        sources["memory_max_bytes"] = (f"{name} expected.server_memory_max_bytes = {mem / 2**20:.0f} MiB ("
+                                       + str(exp.get("memory_source") or "measured") + ")")
     cache = exp.get("cache")
     if isinstance(cache, Mapping) and cache.get("hit_rate") is not None:
         h = _num(cache, "hit_rate", name, "expected.cache.hit_rate")
