@@ -59,7 +59,7 @@ def run(args: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tup
     monkeypatch.setattr(toolkit.cli.sweep, "_run_with_progress", _raise(lambda cfg, _run, _quiet: cfg))
     monkeypatch.setattr(toolkit.runs.plan, "plan_and_write", _raise(lambda req, inputs, out: req))
     monkeypatch.setattr(toolkit.runs.validate, "run_validation", _raise(lambda path, target, **kw: kw))
-    monkeypatch.setattr(toolkit.generators, "generate", _raise(lambda kind, spec: spec))
+    monkeypatch.setattr(toolkit.generators, "generate", _raise(lambda kind, spec, k8s_options=None: spec))
     r = runner.invoke(app, args)
     captured = r.exception.value if isinstance(r.exception, Captured) else None
     return r.exit_code, r.stderr, captured
