@@ -106,11 +106,13 @@ class _Interval:
         self.bytes_sent = self.bytes_received = 0
         self.inflight = 0
         self.audio_s = 0.0
+        self.cache_hits = self.cache_misses = 0  # successful responses with X-Cache: hit / miss
 
     def to_dict(self) -> dict:
         return {
             "t": self.t, "offered": self.offered, "ok": self.ok, "errors": self.errors, "audio_s": self.audio_s,
             "inflight": self.inflight, "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
+            "cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
             "lat": encode(self.lat) if self.lat.get_total_count() else None,
             "rtf": encode(self.rtf) if self.rtf.get_total_count() else None,
             "lag": encode(self.lag) if self.lag.get_total_count() else None,
@@ -158,6 +160,10 @@ class Recorder:
         if o.ok:
             iv.ok += 1
             iv.lat.record_value(_to_us(o.latency_s))
+            if o.cache == "hit":
+                iv.cache_hits += 1
+            elif o.cache == "miss":
+                iv.cache_misses += 1
             if o.audio_s:
                 iv.audio_s += o.audio_s
                 iv.rtf.record_value(_to_us(o.latency_s / o.audio_s))
@@ -270,26 +276,24 @@ def merge_intervals(parts: Iterable[Iterable[dict]]) -> list[dict]:
         for d in part:
             cur = by_t.get(d["t"])
             if cur is None:
-                cur = by_t[d["t"]] = {
-                    "t": d["t"], "offered": 0, "ok": 0, "errors": 0, "inflight": 0,
-                    "bytes_sent": 0, "bytes_received": 0, "audio_s": 0.0,
-                    "lat": new_histogram(), "rtf": new_histogram(), "lag": new_histogram(),
-                }
+                cur = by_t[d["t"]] = _empty_interval(d["t"])
             for k in ("offered", "ok", "errors", "inflight", "bytes_sent", "bytes_received"):
                 cur[k] += int(d[k])
+            for k in ("cache_hits", "cache_misses"):  # absent from an older worker's intervals
+                cur[k] += int(d.get(k, 0))
             cur["audio_s"] += float(d.get("audio_s", 0.0))
             for k in ("lat", "rtf", "lag"):
                 if d.get(k):
                     cur[k].decode_and_add(d[k].encode() if isinstance(d[k], str) else d[k])
     if not by_t:
         return []
-    out = []
-    for t in range(min(by_t), max(by_t) + 1):
-        out.append(by_t.get(t) or {
-            "t": t, "offered": 0, "ok": 0, "errors": 0, "inflight": 0, "bytes_sent": 0,
-            "bytes_received": 0, "audio_s": 0.0, "lat": new_histogram(), "rtf": new_histogram(), "lag": new_histogram(),
-        })
-    return out
+    return [by_t.get(t) or _empty_interval(t) for t in range(min(by_t), max(by_t) + 1)]
+
+
+def _empty_interval(t: int) -> dict:
+    return {"t": t, "offered": 0, "ok": 0, "errors": 0, "inflight": 0, "bytes_sent": 0, "bytes_received": 0,
+            "audio_s": 0.0, "cache_hits": 0, "cache_misses": 0,
+            "lat": new_histogram(), "rtf": new_histogram(), "lag": new_histogram()}
 
 
 def value_at_percentiles(h: HdrHistogram, ps: Iterable[float]) -> dict[float, int]:
@@ -347,6 +351,7 @@ def interval_row(iv: dict, warmup_s: float) -> dict:
     lat = percentiles_s(iv["lat"], [50, 95, 99])
     rtf = percentiles_s(iv["rtf"], [50])
     lag = percentiles_s(iv["lag"], [99])
+    looked_up = iv.get("cache_hits", 0) + iv.get("cache_misses", 0)
     return {
         "t_s": iv["t"],
         "phase": "warmup" if iv["t"] < warmup_s else "measure",
@@ -361,6 +366,8 @@ def interval_row(iv: dict, warmup_s: float) -> dict:
         "schedule_lag_p99_s": lag[99],
         "bytes_sent": iv["bytes_sent"],
         "bytes_received": iv["bytes_received"],
+        # successful responses of the second with X-Cache: hit / (hit + miss); empty without any
+        "cache_hit_ratio": iv.get("cache_hits", 0) / looked_up if looked_up else None,
     }
 
 

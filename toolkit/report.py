@@ -140,6 +140,37 @@ def cache_line(summary: Row) -> str | None:
     return ", ".join(parts)
 
 
+def local_target_line(local: Any) -> str | None:
+    """Which processes on the load host were counted as the target and how they were found, one
+    line: ``nginx 1200 (nginx master, listening on port 8080); python3 1300 at 127.0.0.1:8001,
+    python3 1310 at 127.0.0.1:8002 (nginx upstreams from /etc/nginx/nginx.conf)``. None when none
+    was (a remote target)."""
+    if not isinstance(local, Mapping) or not local.get("processes"):
+        return None
+    groups: dict[str, list[str]] = {}
+    for p in local["processes"]:
+        how = str(p.get("found_by", "?"))
+        # "nginx upstream 127.0.0.1:8001 from /x/nginx.conf": one group per config, the address by the pid
+        m = re.match(r"^nginx upstream (\S+) from (.+)$", how)
+        key, tag = (f"nginx upstreams from {m.group(2)}", f" at {m.group(1)}") if m else (how, "")
+        groups.setdefault(key, []).append(f"{p.get('name', '?')} {p.get('pid')}{tag}")
+    return "; ".join(f"{', '.join(procs)} ({how})" for how, procs in groups.items())
+
+
+def scraped_line(summary: Row) -> str | None:
+    """The scraped /metrics URLs and why those, one line; None when nothing was scraped."""
+    server = summary.get("server")
+    if not isinstance(server, Mapping) or not server.get("scraped"):
+        return None
+    per_url = {r.get("url"): r for r in server.get("per_url") or [] if isinstance(r, Mapping)}
+    urls = []
+    for u in server["scraped"]:
+        rps = (per_url.get(u) or {}).get("requests_rps")
+        urls.append(str(u) + (f" ({fmt_num(rps)} req/s)" if rps is not None else ""))
+    source = server.get("scraped_from")
+    return ", ".join(urls) + (f"; source: {source}" if source else "")
+
+
 def _cache_table(cache: Row) -> tuple[str, list[str], list[list[str]]]:
     client = cache.get("client") or {}
     rows = [["client (X-Cache)", fmt_pct(client.get("hit_ratio")), fmt_num(client.get("responses")), "", "", ""]]
@@ -249,10 +280,12 @@ def _tables(summary: Row) -> list[tuple[str, list[str], list[list[str]]]]:
     server = summary.get("server")
     if isinstance(server, Mapping):
         tables.append(("Server (scraped /metrics)",
-                       ["queue depth max", "batch size mean", "inference mean", "queue wait mean", "rejected"],
-                       [[fmt_num(server.get("queue_depth_max")), fmt_num(server.get("batch_size_mean")),
+                       ["req/s", "queue depth max", "batch size mean", "inference mean", "queue wait mean",
+                        "rejected", "CPU (cores)"],
+                       [[fmt_num(server.get("requests_rps")), fmt_num(server.get("queue_depth_max")),
+                         fmt_num(server.get("batch_size_mean")),
                          fmt_s(server.get("inference_s_mean")), fmt_s(server.get("queue_wait_s_mean")),
-                         fmt_num(server.get("rejected_total"))]]))
+                         fmt_num(server.get("rejected_total")), fmt_num(server.get("cpu_cores_mean"))]]))
     cache = summary.get("cache")
     if isinstance(cache, Mapping):
         tables.append(_cache_table(cache))
@@ -274,6 +307,8 @@ def _run_facts(summary: Row) -> list[tuple[str, str]]:
         ("scenario", f"{_get(summary, 'scenario.name', '?')} ({_get(summary, 'scenario.protocol', '?')}, "
                      f"seed {_get(summary, 'scenario.seed', '?')})"),
         ("target", f"{target.get('url', '?')} — {emb}"),
+        *([("target processes", line)] if (line := local_target_line(target.get("local"))) else []),
+        *([("server metrics", line)] if (line := scraped_line(summary)) else []),
         ("load", f"{load.get('mode', '?')} loop, {level}, {fmt_num(load.get('processes'))} process(es)"),
         ("window", f"{fmt_num(summary.get('duration_s'))} s measured after {fmt_num(summary.get('warmup_s'))} s "
                    f"warm-up"),

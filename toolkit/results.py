@@ -36,6 +36,7 @@ FILES = {
 TIMESERIES_COLUMNS = [
     "t_s", "phase", "offered_rps", "achieved_rps", "ok", "errors", "inflight",
     "p50_s", "p95_s", "p99_s", "max_s", "rtf_p50", "schedule_lag_p99_s", "bytes_sent", "bytes_received",
+    "cache_hit_ratio",
 ]
 TELEMETRY_BASE_COLUMNS = ["t_s", "cpu_percent", "cpu_max_core_percent", "mem_used_bytes", "loadgen_cpu_percent",
                           "target_cpu_cores", "other_cpu_cores", "steal_cpu_cores"]
@@ -456,6 +457,7 @@ def build_summary(
     extra_warnings: Sequence[str] = (),
     cache_server: Mapping[str, Any] | None = None,
     popularity: Sequence[Mapping[str, Any]] = (),
+    local_target: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``asrtk.result/v1`` document of one run.
 
@@ -463,7 +465,8 @@ def build_summary(
     measured window), ``intervals`` the merged per-second intervals (binned by completion),
     ``host``/``gpu``/``server`` the samplers' summaries of the measured window, ``cache_server``
     the target's cache counters over it; ``popularity`` the request sets' popularity models (with
-    their mix ``share``), for the expected cache hit ratio.
+    their mix ``share``), for the expected cache hit ratio; ``local_target`` the target's processes
+    on the load host and how they were found (``target.local``; None: none).
     """
     from toolkit.recorder import summarize_s
 
@@ -511,7 +514,8 @@ def build_summary(
                      "protocol": scenario.protocol.kind if not scenario.mix else "mix", "seed": scenario.seed,
                      "repeat": _repeat_models(scenario)},
         "target": {"url": target_url, "embedded": server_info is not None,
-                   "server": dict(server_info) if server_info is not None else None},
+                   "server": dict(server_info) if server_info is not None else None,
+                   "local": dict(local_target) if local_target is not None else None},
         "load": {"mode": load.mode,
                  "offered_rps": (m.scheduled / dur) if dur else None,
                  "achieved_rps": (done_ok / dur) if dur else None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from toolkit import nvml
+from toolkit.units import public_url
 
 
 class Sampler(Protocol):
@@ -233,6 +234,7 @@ class PrometheusScraper:
 
     def __init__(self, url: str, fetch: Callable[[str], str] = http_fetch) -> None:
         self.url = url
+        self.public_url = public_url(url)  # what results show: no user:password, no query
         self.fetch = fetch
         self.scrapes: list[tuple[float, list[tuple[str, dict[str, str], float]]]] = []
         self.failures = 0
@@ -252,7 +254,7 @@ class PrometheusScraper:
         """``server_metrics.csv`` rows."""
         for t, samples in self.scrapes:
             for name, labels, value in samples:
-                yield {"t_s": round(t, 3), "url": self.url, "metric": name,
+                yield {"t_s": round(t, 3), "url": self.public_url, "metric": name,
                        "labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())), "value": value}
 
 
@@ -267,54 +269,111 @@ def _cpu_seconds(samples: list[tuple[str, dict[str, str], float]]) -> float | No
     return v if v is not None else _total(samples, "process_cpu_seconds_total")
 
 
-def _delta_mean(first, last, base: str) -> float | None:
-    s0, c0 = _total(first, base + "_sum"), _total(first, base + "_count")
-    s1, c1 = _total(last, base + "_sum"), _total(last, base + "_count")
-    if None in (s1, c1):
+def _window(sc: PrometheusScraper, t_from: float, t_to: float) -> tuple[tuple[float, list], tuple[float, list]] | None:
+    """(baseline, last) scrapes of one scraper for the window ``[t_from, t_to]``: the last scrape at
+    or before ``t_from`` (else the first one inside: never the counters since the server started,
+    which hold earlier runs) and the last one inside. None without two distinct scrapes."""
+    before = [(t, s) for t, s in sc.scrapes if t <= t_from]
+    inside = [(t, s) for t, s in sc.scrapes if t_from <= t <= t_to + 1.5]
+    if not inside:
         return None
-    ds, dc = s1 - (s0 or 0.0), c1 - (c0 or 0.0)
-    return ds / dc if dc > 0 else None
+    base = before[-1] if before else inside[0]
+    if inside[-1][0] <= base[0]:
+        return None
+    return base, inside[-1]
+
+
+def _increase(first, last, name: str) -> float | None:
+    v1 = _total(last, name)
+    if v1 is None:
+        return None
+    return max(0.0, v1 - (_total(first, name) or 0.0))  # a restarted server's counter starts again at 0
+
+
+MEMORY_METRIC = "asrtk_process_resident_memory_bytes"  # the workers' resident memory, summed per server
 
 
 def server_summary(scrapers: Sequence[PrometheusScraper], t_from: float, t_to: float) -> dict[str, Any] | None:
-    """Server-side queue, batch and inference figures over ``[t_from, t_to]`` (deltas of
-    counters between the last scrape at or before ``t_from`` and the last one in the window).
-    Names follow the reference server's metric contract; other servers give nulls."""
+    """Server-side queue, batch and inference figures over ``[t_from, t_to]``, from increases of
+    counters between each scraper's baseline (its last scrape at or before ``t_from``, else its
+    first in the window) and its last scrape in the window. Names follow the reference server's
+    metric contract; other servers give nulls.
+
+    Several scraped URLs (the servers behind a load balancer) make one fleet: counts, rates and
+    CPU add up, means pool every server's sums and counts (a mean of means would weigh an idle server
+    like a busy one), the queue depth is the highest total over servers scraped in the same
+    second. A sum some server could not contribute to (it exposes the counter but had no window)
+    is null rather than a part passed off as the whole; ``per_url`` shows each server's share.
+    ``memory_max_bytes`` is the highest resident memory any one server reached (what one node or
+    pod must hold), not a fleet sum."""
     if not scrapers:
         return None
-    out: dict[str, Any] = {"scraped": [s.url for s in scrapers], "queue_depth_max": None,
+    out: dict[str, Any] = {"scraped": [s.public_url for s in scrapers], "queue_depth_max": None,
                            "batch_size_mean": None, "inference_s_mean": None, "queue_wait_s_mean": None,
-                           "rejected_total": None, "cpu_cores_mean": None,
-                           "scrape_failures": sum(s.failures for s in scrapers)}
+                           "requests_rps": None, "rejected_total": None, "cpu_cores_mean": None,
+                           "memory_max_bytes": None,
+                           "scrape_failures": sum(s.failures for s in scrapers), "per_url": []}
+    sums: dict[str, list[float]] = {}
+    totals: dict[str, float | None] = {"requests_rps": None, "rejected_total": None, "cpu_cores_mean": None}
+    incomplete: set[str] = set()
+    depth_at: dict[float, float] = {}
     for sc in scrapers:
-        if not sc.scrapes:
+        row: dict[str, Any] = {"url": sc.public_url, "scrapes": len(sc.scrapes), "failures": sc.failures,
+                               "requests_rps": None, "cpu_cores_mean": None}
+        out["per_url"].append(row)
+        for t, s in sc.scrapes:
+            if not t_from <= t <= t_to + 1.5:
+                continue
+            d = _total(s, "asrtk_queue_depth")
+            if d is not None:
+                depth_at[round(t, 3)] = depth_at.get(round(t, 3), 0.0) + d
+            m = _total(s, MEMORY_METRIC)
+            if m is not None and m > 0:
+                out["memory_max_bytes"] = max(out["memory_max_bytes"] or 0.0, m)
+        win = _window(sc, t_from, t_to)
+        latest = sc.scrapes[-1][1] if sc.scrapes else []
+        if win is None:
+            # a server that exposes a counter but has no window makes every fleet sum of it unknown
+            if _cpu_seconds(latest) is not None:
+                incomplete.add("cpu_cores_mean")
+            if _total(latest, "asrtk_requests_total") is not None:
+                incomplete.add("requests_rps")
+            if any(n.startswith("asrtk_") for n, _l, _v in latest):
+                incomplete.add("rejected_total")
             continue
-        before = [(t, s) for t, s in sc.scrapes if t <= t_from]
-        inside = [(t, s) for t, s in sc.scrapes if t_from <= t <= t_to + 1.5]
-        if not inside:
-            continue
-        first = before[-1][1] if before else []
-        last = inside[-1][1]
+        (t0, first), (t1, last) = win
         cpu0, cpu1 = _cpu_seconds(first), _cpu_seconds(last)
-        if before and cpu0 is not None and cpu1 is not None and inside[-1][0] > before[-1][0]:
-            cores = max(0.0, cpu1 - cpu0) / (inside[-1][0] - before[-1][0])
-            out["cpu_cores_mean"] = (out["cpu_cores_mean"] or 0.0) + cores  # several scraped servers add up
-        depth = [_total(s, "asrtk_queue_depth") for _t, s in inside]
-        depth = [d for d in depth if d is not None]
-        if depth:
-            out["queue_depth_max"] = max(depth + [out["queue_depth_max"] or 0])
-        for key, base in (("batch_size_mean", "asrtk_batch_size"),
-                          ("inference_s_mean", "asrtk_inference_duration_seconds"),
-                          ("queue_wait_s_mean", "asrtk_queue_wait_seconds")):
-            v = _delta_mean(first, last, base)
-            if v is not None and out[key] is None:
-                out[key] = v
-        r1 = _total(last, "asrtk_rejected_requests_total")
-        if r1 is not None:
-            out["rejected_total"] = (out["rejected_total"] or 0) + int(round(
-                r1 - (_total(first, "asrtk_rejected_requests_total") or 0.0)))
-        elif any(n.startswith("asrtk_") for n, _l, _v in last):  # the counter has no series until a rejection
-            out["rejected_total"] = out["rejected_total"] or 0
+        served = _increase(first, last, "asrtk_requests_total")
+        figures: dict[str, float | None] = {
+            "cpu_cores_mean": (max(0.0, cpu1 - cpu0) / (t1 - t0)) if cpu0 is not None and cpu1 is not None else None,
+            # a rate: the scrapes bracket the measured window only to the second
+            "requests_rps": served / (t1 - t0) if served is not None else None,
+            "rejected_total": _increase(first, last, "asrtk_rejected_requests_total"),
+        }
+        if figures["rejected_total"] is None and any(n.startswith("asrtk_") for n, _l, _v in last):
+            figures["rejected_total"] = 0.0  # the counter has no series until a rejection
+        row["requests_rps"] = figures["requests_rps"]
+        row["cpu_cores_mean"] = figures["cpu_cores_mean"]
+        for key, v in figures.items():
+            if v is not None:
+                totals[key] = (totals[key] or 0.0) + v
+        for base in ("asrtk_batch_size", "asrtk_inference_duration_seconds", "asrtk_queue_wait_seconds"):
+            ds, dc = _increase(first, last, base + "_sum"), _increase(first, last, base + "_count")
+            if ds is not None and dc is not None:
+                acc = sums.setdefault(base, [0.0, 0.0])
+                acc[0] += ds
+                acc[1] += dc
+    for key, v in totals.items():
+        if v is None or key in incomplete:
+            continue
+        out[key] = int(round(v)) if key == "rejected_total" else v
+    for key, base in (("batch_size_mean", "asrtk_batch_size"),
+                      ("inference_s_mean", "asrtk_inference_duration_seconds"),
+                      ("queue_wait_s_mean", "asrtk_queue_wait_seconds")):
+        s, c = sums.get(base, (0.0, 0.0))
+        out[key] = s / c if c > 0 else None
+    if depth_at:
+        out["queue_depth_max"] = max(depth_at.values())
     return out
 
 
@@ -354,7 +413,7 @@ def cache_server_summary(scrapers: Sequence[PrometheusScraper], t_from: float,
         inside = [s for t, s in sc.scrapes if t_from <= t <= t_to + 1.5]
         if not inside or not any(n in (CACHE_REQUESTS, CACHE_LOOKUPS) for n, _l, _v in inside[-1]):
             continue
-        scraped.append(sc.url)
+        scraped.append(sc.public_url)
         # no scrape before the window: count from the first one in it, never since the server started
         # (a long-lived server's counters hold earlier runs)
         first = _cache_counts(before[-1] if before else inside[0])

@@ -15,6 +15,9 @@ size                   ``1048576``, ``512k``, ``20MiB``, ``19MB``,     bytes (in
 host:port[:weight]     ``gpu-1:8000``, ``10.0.0.5:8000:3``,            :class:`HostPort`
                        ``[::1]:9000``
 target URL             ``http://host:port[/path]``                     (base URL, path or None)
+URL list               ``http://a/metrics,http://b/metrics`` (and      [URL, ...]
+                       repeated flags)
+pid list               ``1200,1300`` (and repeated flags)              [1200, 1300]
 =====================  ==============================================  =====================
 
 Every error is a one-line :class:`~toolkit.errors.UsageError` that names the flag (or key)
@@ -164,6 +167,47 @@ def parse_int_list(text: str, flag: str) -> list[int]:
     if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
         raise UsageError(f"{flag} needs distinct integers >= 1 like 1,2,4, got {text!r}")
     return values
+
+
+_NEXT_URL = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+
+
+def parse_url_list(values: "list[str] | tuple[str, ...]", flag: str) -> list[str]:
+    """A repeatable flag whose values may be comma lists of http(s) URLs -> the URLs in order, each
+    once. A comma splits only where the next URL starts (``,http://``, any scheme), so a comma
+    in a query (``/federate?match[]={job="a",instance="b"}``) stays in it; one in a host or path is
+    refused (a list with a URL missing its scheme)."""
+    out: list[str] = []
+    for value in values:
+        for part in _NEXT_URL.split(str(value).strip()):
+            url = part.strip().rstrip(",").strip()
+            if not url:
+                continue
+            parts = urlsplit(url)
+            if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+                raise UsageError(f"{flag} takes http(s) URLs like http://127.0.0.1:8001/metrics "
+                                 f"(repeat it or separate them with commas), got {public_url(url)!r}")
+            if "," in parts.netloc + parts.path:  # "http://a/metrics,b:9400/metrics": a list missing a scheme
+                raise UsageError(f"{flag}: {public_url(url)!r} has a comma before its query; write every URL of "
+                                 f"a list with its scheme: http://a:8001/metrics,http://b:8002/metrics")
+            if url not in out:
+                out.append(url)
+    return out
+
+
+def parse_pid_list(values: "list[str] | tuple[str, ...]", flag: str) -> list[int]:
+    """A repeatable flag of process ids, each value a number or a comma list: ``['1200', '1300,1310']``
+    -> [1200, 1300, 1310] (in order, each once)."""
+    out: list[int] = []
+    for value in values:
+        for part in (p.strip() for p in str(value).split(",")):
+            if not part:
+                continue
+            if not part.isdigit() or int(part) < 1:
+                raise UsageError(f"{flag} takes process ids like 1200 or 1200,1300 (repeatable), got {part!r}")
+            if int(part) not in out:
+                out.append(int(part))
+    return out
 
 
 def parse_fractions(text: str, flag: str) -> tuple[float, ...]:

@@ -30,7 +30,7 @@ def test_help_lists_the_flags_and_examples() -> None:
     assert r.exit_code == 0
     for flag in ("--scenario", "--target", "--rate", "--users", "--duration", "--warmup", "--seed", "--out",
                  "--audio-dir", "--processes", "--scrape", "--header", "--quiet", "--fail-on-slo", "--model",
-                 "--server-workers"):
+                 "--server-workers", "--target-pids"):
         assert flag in r.stdout, flag
     assert "asrtk bench --scenario callcenter" in r.stdout
 
@@ -115,6 +115,37 @@ def test_unreachable_target_exits_1_with_one_line(tmp_path: Path) -> None:
     err = r.stderr.strip().splitlines()
     assert err[-1].startswith(f"error: target http://127.0.0.1:{port} is unreachable")
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--target-pids", "12,x"], "error: --target-pids takes process ids like 1200 or 1200,1300 (repeatable), got 'x'"),
+    (["--scrape", "http://a:1/metrics,gpu-1:9400/metrics"],
+     "error: --scrape: 'http://a:1/metrics,gpu-1:9400/metrics' has a comma before its query; write every URL of "
+     "a list with its scheme: http://a:8001/metrics,http://b:8002/metrics"),
+    (["--scrape", "http://a:1/metrics", "--scrape", "ftp://b/metrics"],
+     "error: --scrape takes http(s) URLs like http://127.0.0.1:8001/metrics (repeat it or separate them with "
+     "commas), got 'ftp://b/metrics'"),
+])
+def test_bad_list_flags_exit_2_in_one_line(args: list[str], line: str) -> None:
+    r = _run("bench", *args, "--target", "http://127.0.0.1:9")
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip() == line
+
+
+def test_target_pids_that_name_no_process_or_bench_itself_exit_2_before_any_load(tmp_path: Path) -> None:
+    import os
+
+    import psutil
+
+    gone = max(psutil.pids()) + 100_000
+    for pid, needle in ((gone, f"error: --target-pids: no process {gone} on this host"),
+                        (os.getpid(), f"error: --target-pids: {os.getpid()} is asrtk bench itself or one of its parents")):
+        r = subprocess.run([sys.executable, "-m", "toolkit", "bench", "--target", "http://127.0.0.1:9",
+                            "--target-pids", str(pid), "--out", str(tmp_path), "--quiet"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith(needle)
+    assert not any(tmp_path.iterdir())  # refused before the target was even probed
 
 
 def test_worker_rejects_a_bad_port() -> None:

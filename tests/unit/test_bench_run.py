@@ -58,8 +58,10 @@ slo: {{latency_s: {slo_s}}}
     return load_scenario(str(p))
 
 
-def _bench(tmp_path: Path, handler, scenario=None, host: _Host | None = None, scrape=None, preflight=None):
-    """``scrape``: the target's /metrics page (a string, or a function of the URL); None: no /metrics."""
+def _bench(tmp_path: Path, handler, scenario=None, host: _Host | None = None, scrape=None, preflight=None,
+           cfg_over: dict | None = None, **seam_over):
+    """``scrape``: the target's /metrics page (a string, or a function of the URL); None: no /metrics.
+    ``cfg_over`` / ``seam_over``: BenchConfig fields and BenchSeams replaced."""
     clock = VirtualClock(start=500.0)
     calls: dict[str, list] = {"preflight": [], "telemetry": []}
 
@@ -78,8 +80,10 @@ def _bench(tmp_path: Path, handler, scenario=None, host: _Host | None = None, sc
         transport=lambda plan: MockTransport(lambda req: handler(req, clock)),
         clock=clock, preflight=pre, has_metrics=lambda b, h: scrape is not None,
         telemetry=telemetry, now=lambda: CREATED)
+    for k, v in seam_over.items():
+        setattr(seams, k, v)
     cfg = BenchConfig(scenario=scenario or _scenario(tmp_path), target=URL, out_dir=tmp_path / "results",
-                      live=False, quiet=False, thresholds=Thresholds())
+                      live=False, quiet=False, thresholds=Thresholds(), **(cfg_over or {}))
     return run_bench(cfg, seams), calls, clock
 
 
@@ -151,6 +155,76 @@ def test_target_metrics_are_scraped_in_the_window(tmp_path: Path) -> None:
     outcome, calls, _ = _bench(tmp_path, _ok_after(0.05), scrape=exposition)
     assert calls["telemetry"][0][2] == [URL + "/metrics"]
     assert (outcome.run_dir / "server_metrics.csv").exists()
+
+
+def _behind_nginx(extra_pids: list[int]):
+    """A local target found to be nginx in front of two loopback servers (what discover returns)."""
+    from toolkit.engine.local_target import LocalTarget, TargetProcess
+
+    conf = "/etc/nginx/nginx.conf"
+    return LocalTarget(
+        processes=[TargetProcess(100, "nginx", "nginx master, listening on port 8000"),
+                   TargetProcess(201, "python3", f"nginx upstream 127.0.0.1:8001 from {conf}"),
+                   TargetProcess(202, "python3", f"nginx upstream 127.0.0.1:8002 from {conf}")]
+        + [TargetProcess(p, "worker", "--target-pids") for p in extra_pids],
+        nginx_conf=conf, upstreams=["127.0.0.1:8001", "127.0.0.1:8002"])
+
+
+def _server_pages(url: str) -> str:
+    return 'asrtk_model_info{model="asr",preset="tiny",provider="CPUExecutionProvider"} 1\n'
+
+
+def test_behind_a_local_nginx_the_upstreams_are_scraped_and_the_target_says_who_it_was(tmp_path: Path) -> None:
+    found: list = []
+    probed: list = []
+
+    def local_target(base_url, server, extra_pids):
+        found.append((base_url, extra_pids))
+        return _behind_nginx(extra_pids)
+
+    def has_metrics(base_url, headers):
+        probed.append((base_url, headers))
+        return base_url != URL  # nginx answers /metrics with 404, its servers with their metrics
+
+    checked: list = []
+    outcome, calls, _ = _bench(tmp_path, _ok_after(0.05), scrape=_server_pages,
+                               cfg_over={"target_pids": [300], "headers": {"Authorization": "Bearer t"}},
+                               local_target=local_target, has_metrics=has_metrics, check_pids=checked.append)
+    s = outcome.summary
+    assert checked == [[300]] and found == [(URL, [300])]
+    # each server one by one; the target's headers never go to them
+    urls = ["http://127.0.0.1:8001/metrics", "http://127.0.0.1:8002/metrics"]
+    assert calls["telemetry"][0][2] == urls
+    assert ("http://127.0.0.1:8001", {}) in probed and all(h == {} for b, h in probed if b != URL)
+    assert s["server"]["scraped"] == urls and s["server"]["scraped_from"] == "nginx upstreams from /etc/nginx/nginx.conf"
+    local = s["target"]["local"]
+    assert [p["pid"] for p in local["processes"]] == [100, 201, 202, 300]
+    assert local["processes"][-1]["found_by"] == "--target-pids" and local["upstreams"] == ["127.0.0.1:8001", "127.0.0.1:8002"]
+
+    from toolkit.report import local_target_line, scraped_line
+
+    assert local_target_line(local) == ("nginx 100 (nginx master, listening on port 8000); python3 201 at "
+                                        "127.0.0.1:8001, python3 202 at 127.0.0.1:8002 (nginx upstreams from "
+                                        "/etc/nginx/nginx.conf); worker 300 (--target-pids)")
+    assert scraped_line(s) == f"{urls[0]}, {urls[1]}; source: nginx upstreams from /etc/nginx/nginx.conf"
+    md = (outcome.run_dir / "report.md").read_text()
+    assert "target processes" in md and "python3 201 at 127.0.0.1:8001" in md
+
+
+def test_scrape_as_given_wins_and_a_target_with_metrics_is_scraped_itself(tmp_path: Path) -> None:
+    given = _bench(tmp_path / "given", _ok_after(0.05), scrape=_server_pages,
+                   cfg_over={"scrape": ["http://gpu-1:9400/metrics"]},
+                   local_target=lambda b, s, p: _behind_nginx(p))
+    assert given[1]["telemetry"][0][2] == ["http://gpu-1:9400/metrics"]
+    assert given[0].summary["server"]["scraped_from"] == "--scrape"
+    # no upstream serves /metrics: the target's own, as before
+    own = _bench(tmp_path / "own", _ok_after(0.05), scrape=_server_pages,
+                 local_target=lambda b, s, p: _behind_nginx(p), has_metrics=lambda b, h: b == URL)
+    assert own[1]["telemetry"][0][2] == [URL + "/metrics"] and own[0].summary["server"]["scraped_from"] == "the target"
+    assert own[0].summary["target"]["local"]["nginx_conf"] == "/etc/nginx/nginx.conf"
+    # a remote target: no local processes, target.local is null
+    remote = _bench(tmp_path / "remote", _ok_after(0.05))[0].summary
+    assert remote["target"]["local"] is None and remote["server"] is None
 
 
 def test_an_unreachable_target_fails_before_any_load_and_writes_nothing(tmp_path: Path) -> None:

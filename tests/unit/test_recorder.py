@@ -137,3 +137,17 @@ def test_small_sample_percentiles_use_nearest_rank() -> None:
     assert s["p50"] == pytest.approx(0.75, rel=1e-3)
     assert s["p95"] == pytest.approx(1.43, rel=1e-3)
     assert s["max"] == pytest.approx(1.5, rel=1e-3) and s["min"] == pytest.approx(0.01, rel=1e-3)
+
+
+def test_each_second_has_its_own_client_cache_hit_ratio() -> None:
+    rec = Recorder(warmup_s=0, duration_s=10)
+    for t, cache in ((0.1, "hit"), (0.2, "miss"), (0.3, "miss"), (0.4, "miss"), (1.1, "hit"), (2.5, None)):
+        rec.record(Outcome(t, t, t + 0.01, 0.01, ok=True, cache=cache))
+    rec.record(Outcome(1.2, 1.2, 1.3, 0.1, ok=False, error_class="http_503", cache="miss"))  # errors do not count
+    rows = [interval_row(iv, 0) for iv in merge_intervals([rec.flush()])]
+    assert [r["cache_hit_ratio"] for r in rows] == [0.25, 1.0, None]  # no X-Cache at all: empty, not 0
+    # merged over processes: counts add up before the ratio is taken
+    other = Recorder(warmup_s=0, duration_s=10)
+    other.record(Outcome(0.5, 0.5, 0.6, 0.1, ok=True, cache="hit"))
+    merged = [interval_row(iv, 0) for iv in merge_intervals([rec.closed_intervals, other.flush()])]
+    assert merged[0]["cache_hit_ratio"] == pytest.approx(2 / 5)

@@ -253,3 +253,102 @@ def test_cache_server_summary_is_none_without_the_counter_and_never_counts_earli
         sc.scrape(t)
     s = cache_server_summary([sc], 0.0, 10.0)
     assert (s["requests"], s["hits"]) == (100, 30)
+
+
+# -- several scraped servers: one fleet --------------------------------------------------------
+
+
+def _server_page(requests: float, depth: float, batch: tuple[float, float], cpu: float, rejected: float | None) -> str:
+    """The reference server's names, as prometheus_client exposes them."""
+    lines = [
+        "# TYPE asrtk_requests_total counter",
+        f'asrtk_requests_total{{route="/recognize",status="200"}} {requests}',
+        f'asrtk_requests_total{{route="/recognize",status="503"}} {requests / 10}',
+        "# TYPE asrtk_queue_depth gauge", f'asrtk_queue_depth{{model="asr"}} {depth}',
+        "# TYPE asrtk_batch_size histogram",
+        f'asrtk_batch_size_bucket{{model="asr",le="+Inf"}} {batch[1]}',
+        f'asrtk_batch_size_sum{{model="asr"}} {batch[0]}', f'asrtk_batch_size_count{{model="asr"}} {batch[1]}',
+        "# TYPE asrtk_process_cpu_seconds counter", f"asrtk_process_cpu_seconds_total {cpu}",
+    ]
+    if rejected is not None:
+        lines += ["# TYPE asrtk_rejected_requests counter",
+                  f'asrtk_rejected_requests_total{{route="/recognize",reason="queue_full"}} {rejected}']
+    return "\n".join(lines) + "\n"
+
+
+def _scraped(url: str, pages: dict[float, str]) -> PrometheusScraper:
+    sc = PrometheusScraper(url, fetch=lambda _u: pages[t])
+    for t in sorted(pages):
+        sc.scrape(t)
+    return sc
+
+
+def test_several_servers_add_up_and_their_means_pool() -> None:
+    # a: busy (100 -> 300 requests, 200 items in 50 batches, 1.5 cores); b: nearly idle (10 -> 20,
+    # 10 items in 10 batches, 0.25 cores). Both scraped in the same seconds (one tick scrapes all).
+    a = _scraped("http://127.0.0.1:8001/metrics", {
+        1.0: _server_page(100, 0, (400, 100), 10.0, 2), 3.0: _server_page(200, 5, (500, 130), 13.0, 4),
+        5.0: _server_page(300, 1, (600, 150), 16.0, 6)})
+    b = _scraped("http://127.0.0.1:8002/metrics", {
+        1.0: _server_page(10, 0, (5, 5), 1.0, None), 3.0: _server_page(15, 4, (10, 10), 1.5, None),
+        5.0: _server_page(20, 2, (15, 15), 2.0, None)})
+    s = server_summary([a, b], t_from=1.0, t_to=5.0)
+    assert s is not None
+    # counts and CPU are sums (503s count as requests too: every route and status)
+    # (300 - 100) x 1.1 and (20 - 10) x 1.1 requests in 4 s
+    assert s["requests_rps"] == pytest.approx((220 + 11) / 4)
+    assert [r["requests_rps"] for r in s["per_url"]] == pytest.approx([220 / 4, 11 / 4])
+    assert s["cpu_cores_mean"] == pytest.approx((16 - 10) / 4 + (2 - 1) / 4)
+    assert [r["cpu_cores_mean"] for r in s["per_url"]] == pytest.approx([1.5, 0.25])
+    assert s["rejected_total"] == 4  # b exposes asrtk_ metrics but never rejected: 0, not unknown
+    # a pooled mean: (200 + 10 items) / (50 + 10 batches) = 3.5; the mean of the two means would be 2.5
+    assert s["batch_size_mean"] == pytest.approx(210 / 60)
+    # the queue depth of the fleet: the highest total of one second (5 + 4 at t=3), not one server's max
+    assert s["queue_depth_max"] == 9
+    assert s["scraped"] == [a.url, b.url] and [r["url"] for r in s["per_url"]] == s["scraped"]
+
+
+def test_a_server_without_a_window_makes_the_fleet_sums_unknown_not_smaller() -> None:
+    a = _scraped("http://a/metrics", {1.0: _server_page(100, 0, (4, 1), 10.0, 0),
+                                      5.0: _server_page(300, 0, (8, 2), 16.0, 0)})
+    late = _scraped("http://b/metrics", {5.0: _server_page(50, 0, (4, 1), 3.0, 0)})  # one scrape: no window
+    s = server_summary([a, late], t_from=1.0, t_to=5.0)
+    assert s is not None
+    assert s["requests_rps"] is None and s["cpu_cores_mean"] is None and s["rejected_total"] is None
+    assert s["per_url"][0]["requests_rps"] == pytest.approx(220 / 4) and s["per_url"][1]["requests_rps"] is None
+    assert s["batch_size_mean"] == pytest.approx(4 / 1)  # a mean over what was seen is still a mean
+
+
+def test_without_a_scrape_before_the_window_counts_start_in_it_not_at_server_start() -> None:
+    # a long-lived server's counters hold earlier runs: 1000 requests before this one
+    sc = _scraped("http://a/metrics", {3.0: _server_page(1000, 0, (4, 1), 50.0, 40),
+                                       6.0: _server_page(1100, 0, (8, 2), 53.0, 41)})
+    s = server_summary([sc], t_from=2.0, t_to=6.0)
+    assert s is not None
+    assert s["requests_rps"] == pytest.approx(110 / 3) and s["rejected_total"] == 1
+    assert s["cpu_cores_mean"] == pytest.approx(1.0)
+
+
+def test_a_scrape_url_s_credentials_never_reach_the_results() -> None:
+    from toolkit.samplers import cache_server_summary
+
+    sc = _scraped("http://bench:s3cret@127.0.0.1:8001/metrics?token=t0k", {
+        1.0: _server_page(1, 0, (1, 1), 1.0, 0) + 'asrtk_cache_requests_total{model="asr",result="hit"} 1\n',
+        2.0: _server_page(2, 0, (2, 2), 2.0, 0) + 'asrtk_cache_requests_total{model="asr",result="hit"} 2\n'})
+    texts = [str(server_summary([sc], 1.0, 2.0)), str(cache_server_summary([sc], 1.0, 2.0)), str(list(sc.rows()))]
+    assert all("127.0.0.1:8001/metrics" in t and "s3cret" not in t and "t0k" not in t for t in texts)
+
+
+def test_memory_max_is_the_busiest_single_server_inside_the_window() -> None:
+    def scraper(values: list[float]) -> PrometheusScraper:
+        pages = iter([f"asrtk_process_resident_memory_bytes {v}\n" for v in values])
+        sc = PrometheusScraper("http://t/metrics", fetch=lambda url: next(pages))
+        for t, _ in enumerate(values):
+            sc.scrape(float(t))
+        return sc
+
+    a = scraper([9e9, 100.0, 300.0, 200.0, 8e9])  # t=0 and t=4 fall outside [1, 2.4]
+    b = scraper([1.0, 250.0, 260.0, 1.0, 1.0])
+    s = server_summary([a, b], t_from=1.0, t_to=0.9)
+    assert s["memory_max_bytes"] == 300.0  # one server's peak, not a + b
+    assert server_summary([scraper([0.0, 0.0])], 0, 1)["memory_max_bytes"] is None

@@ -92,8 +92,9 @@ def expected_distinct(p: Sequence[float] | np.ndarray, requests: float) -> float
     a = _probabilities(p)
     if requests <= 0:
         return 0.0
-    # 1 - (1 - p)^r, computed without cancellation for small p
-    return float(np.sum(-np.expm1(requests * np.log1p(-np.minimum(a, 1.0 - 1e-300)))))
+    # 1 - (1 - p)^r, computed without cancellation for small p (p = 1: log1p(-1) = -inf, exactly 1 item)
+    with np.errstate(divide="ignore"):
+        return float(np.sum(-np.expm1(requests * np.log1p(-a))))
 
 
 def repeat_ratio(p: Sequence[float] | np.ndarray, requests: float, before: float = 0.0) -> float | None:
@@ -125,3 +126,34 @@ def lru_hit_ratio_run(p: Sequence[float] | np.ndarray, entries: int, requests: i
     misses = young + old  # per item: sum over k of P(item i not cached at request k + 1)
     hit = float(np.sum(a * (requests - misses)) / requests)
     return min(1.0, max(0.0, hit))
+
+
+def run_hit_ratio(n: int, distribution: str, s: float | None, requests: int, before: int = 0,
+                  entries: int | None = None) -> float | None:
+    """Expected hit ratio of ``requests`` requests (after ``before``) drawn from a catalog of ``n``
+    items, from an empty cache: an LRU of ``entries`` items, else a cache that keeps everything."""
+    p = popularity(n, distribution, float(s or 0.0))
+    return lru_hit_ratio_run(p, entries, requests, before) if entries else repeat_ratio(p, requests, before)
+
+
+def catalog_for_hit_ratio(hit_ratio: float, distribution: str, s: float | None, requests: int, before: int = 0,
+                          entries: int | None = None, max_catalog: int = 1_000_000) -> int | None:
+    """The catalog size whose expected hit ratio over the run (:func:`run_hit_ratio`) is closest to
+    ``hit_ratio``: the ratio falls as the catalog grows, so bisect. None when even one item (or
+    ``max_catalog`` items) cannot come within 0.01 of it."""
+    if requests <= 0 or not 0 <= hit_ratio <= 1:
+        return None
+
+    def h(n: int) -> float:
+        return run_hit_ratio(n, distribution, s, requests, before, entries) or 0.0
+
+    lo, hi = 1, int(max_catalog)
+    if h(lo) < hit_ratio - 0.01 or h(hi) > hit_ratio + 0.01:
+        return None
+    while hi - lo > 1:  # h(lo) >= hit_ratio > h(hi) once inside
+        mid = (lo + hi) // 2
+        if h(mid) >= hit_ratio:
+            lo = mid
+        else:
+            hi = mid
+    return lo if abs(h(lo) - hit_ratio) <= abs(h(hi) - hit_ratio) else hi

@@ -1,7 +1,8 @@
 """``plan validate``'s judgement (pure): a run at the planned operating point against the plan.
 
 :func:`judge_validation` takes the plan document and the run's ``summary.json`` and says
-pass, fail or inconclusive (off the prediction, but not like for like with the sweep).
+pass, fail or inconclusive (off the prediction, but not like for like with the sweep; or, for
+a plan sized for a result cache, run at a hit ratio too far from the planned one).
 The run itself is :func:`toolkit.runs.validate.run_validation`'s.
 """
 
@@ -13,9 +14,38 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.capacity import capacityfile, planfile
-from toolkit.capacity.planner import interp_latency
+from toolkit.capacity.planner import hit_rate_factor, interp_latency
 from toolkit.capacity.sweep import interpolate_quantile, required_requests
 from toolkit.thresholds import Thresholds
+
+
+@dataclass(frozen=True)
+class CacheCheck:
+    """A plan sized for a result cache (``expected.cache``) against the hit ratio the run had.
+
+    The node's work per request is ``(1 - h) + h x hit cost`` misses (the planner's model): the
+    run checks the plan's claim only when that work at the measured hit ratio is within
+    ``like_cpu_per_request`` (10%) of the work at the planned hit rate.
+    """
+
+    hit_rate_planned: float
+    hit_cost_ratio: float
+    hit_ratio_client: float | None  # X-Cache on the successful responses of the measured window
+    hit_ratio_server: float | None  # the target's own cache counters over the window
+    hit_ratio_expected: float | None  # the scenario's repeat model over this run, from an empty cache
+    hit_ratio_measured: float | None  # the one judged: the server's, else the client's
+    measured_by: str | None  # "server" | "client" | None (the target showed no cache)
+    work_per_request_planned: float  # in misses
+    work_per_request_measured: float | None
+    miss_equivalent_rps: float  # the offered load as misses: where the measured curve is read
+    capacity_rps_planned: float | None  # capacity at the SLO per node at the planned hit rate
+    capacity_rps_zero_hit: float | None  # ... at 0% (what the sweep measured)
+    capacity_rps_at_measured: float | None  # ... at the measured hit ratio
+    comparable: bool = True
+    reason: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -34,7 +64,7 @@ class Validation:
     reasons: tuple[str, ...]
     run_dir: Path
     # like for like? The target's CPU per request then (plan) and now, and other work on the host
-    cpu_s_per_request_planned: float | None = None
+    cpu_s_per_request_planned: float | None = None  # a cached plan's: at the run's measured hit ratio
     cpu_s_per_request_measured: float | None = None
     interference_cpu_cores: float | None = None
     interference_cpu_cores_planned: float | None = None  # the sweep's, at the planned load
@@ -42,10 +72,12 @@ class Validation:
     comparability: tuple[str, ...] = ()
     verdict: str = "pass"  # pass | fail | inconclusive (not like for like and off the prediction)
     attempts: int = 1
+    cache: CacheCheck | None = None  # a plan sized for a cache hit rate
 
     def as_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["reasons"], d["comparability"], d["run_dir"] = list(self.reasons), list(self.comparability), str(self.run_dir)
+        d["cache"] = self.cache.as_dict() if self.cache is not None else None
         return d
 
 
@@ -57,6 +89,12 @@ def judge_validation(doc: dict, summary: dict, tolerance: float, run_dir: Path,
     within ``like_cpu_per_request`` of the sweep's, other work plus CPU steal on the load host
     within ``like_interference_share`` of its cores of what it was while the sweep measured
     this load, and both under the host's ``disturbed`` threshold.
+
+    A plan with ``expected.cache`` was sized for a hit rate: the curve (misses) is read at the
+    offered load times the work per request at the measured hit ratio, the CPU per request
+    expected likewise; a run whose hit ratio leaves the work per request more than
+    ``like_cpu_per_request`` off the planned one (or that shows no cache) is ``inconclusive``,
+    whatever its latency: it checked another operating point.
     """
     th = thresholds or Thresholds()
 
@@ -78,8 +116,13 @@ def judge_validation(doc: dict, summary: dict, tolerance: float, run_dir: Path,
     predicted_planned = predicted
     curve = [(float(c["rps"]), float(c["latency_s"])) for c in exp.get("curve") or []
              if c.get("rps") is not None and c.get("latency_s") is not None]
-    if curve and predicted is not None and abs(offered - per_node) > 1e-9:
-        predicted = curve_latency(curve, offered)  # compare at the load the run really offered
+    cache = cache_check(doc, summary, offered, th)
+    # the curve is misses: a cached plan's load on it is the offered load x the work per request
+    load, planned_load = offered, per_node
+    if cache is not None:
+        load, planned_load = cache.miss_equivalent_rps, per_node * cache.work_per_request_planned
+    if curve and predicted is not None and abs(load - planned_load) > 1e-9:
+        predicted = curve_latency(curve, load)  # compare at the load the run really offered
     reasons = []
     ref = predicted if predicted is not None else model
     deviation = (measured / ref - 1.0) if (measured is not None and ref) else None
@@ -87,7 +130,9 @@ def judge_validation(doc: dict, summary: dict, tolerance: float, run_dir: Path,
         reasons.append("no latency measured")
     elif measured > slo_s:
         reasons.append(f"measured p{q * 100:g} {measured:.3g}s breaches the SLO {slo_s:g}s at the planned load")
-    comparability = list(_comparability(exp, summary, th))
+    comparability = list(_comparability(exp, summary, th, _cpu_scale(cache)))
+    if cache is not None and not cache.comparable and cache.reason:
+        comparability.insert(0, cache.reason)
     off = deviation is not None and deviation > tolerance
     if off and not comparability:
         reasons.append(f"measured p{q * 100:g} is {deviation:+.0%} off the prediction (tolerance ±{tolerance:.0%})")
@@ -99,13 +144,82 @@ def judge_validation(doc: dict, summary: dict, tolerance: float, run_dir: Path,
         reasons.append(f"error rate {err:.2%} > {max_err:.2%}")
     host = summary.get("host") or {}
     verdict = "fail" if reasons else ("inconclusive" if off else "pass")
+    if cache is not None and not cache.comparable:
+        verdict = "inconclusive"  # neither a pass nor a failure of a claim made at another hit rate
+    planned_cpu = _pos(exp.get("target_cpu_s_per_request"))
     return Validation(per_node, offered, achieved, q, predicted, predicted_planned, model, measured, slo_s,
                       deviation, verdict == "pass", tuple(reasons), run_dir,
-                      cpu_s_per_request_planned=_pos(exp.get("target_cpu_s_per_request")),
+                      cpu_s_per_request_planned=None if planned_cpu is None else planned_cpu * _cpu_scale(cache),
                       cpu_s_per_request_measured=_cpu_now(exp, summary),
                       interference_cpu_cores=_pos(host.get("interference_cpu_cores_mean")),
                       interference_cpu_cores_planned=_pos(exp.get("sweep_interference_cpu_cores")),
-                      comparable=not comparability, comparability=tuple(comparability), verdict=verdict)
+                      comparable=not comparability, comparability=tuple(comparability), verdict=verdict,
+                      cache=cache)
+
+
+def work_per_request(hit_ratio: float, hit_cost_ratio: float) -> float:
+    """A request's work on a cached node, in misses: ``(1 - h) + h x hit cost``."""
+    return 1.0 / hit_rate_factor(hit_ratio, hit_cost_ratio)
+
+
+def cache_check(doc: dict, summary: dict, offered_rps: float, thresholds: Thresholds | None = None) -> CacheCheck | None:
+    """The run's hit ratio against the plan's (None: the plan has no ``expected.cache``)."""
+    th = thresholds or Thresholds()
+    exp = doc.get("expected") or {}
+    plan_cache = exp.get("cache") or {}
+    h_plan, cost = _pos(plan_cache.get("hit_rate")), _pos(plan_cache.get("hit_cost_ratio"))
+    if not h_plan or cost is None:
+        return None
+    run_cache = summary.get("cache") or {}
+    client = _ratio((run_cache.get("client") or {}).get("hit_ratio"))
+    server = _ratio((run_cache.get("server") or {}).get("hit_ratio"))
+    expected = _ratio((run_cache.get("expected") or {}).get("hit_ratio"))
+    measured, by = (server, "server") if server is not None else ((client, "client") if client is not None else (None, None))
+    w_plan = work_per_request(h_plan, cost)
+    w_now = work_per_request(measured, cost) if measured is not None else None
+    factor = _pos(plan_cache.get("capacity_factor")) or hit_rate_factor(h_plan, cost)
+    cap = _planned_capacity(doc)
+    zero = cap / factor if cap is not None else None
+    at_measured = zero * hit_rate_factor(measured, cost) if (zero is not None and measured is not None) else None
+    reason = None
+    if measured is None or w_now is None:
+        reason = (f"the plan is sized for a {h_plan:.0%} cache hit rate, but the target showed no result cache "
+                  "(no X-Cache header, no asrtk_cache counters): start it with --cache")
+    elif abs(w_now / w_plan - 1.0) > th.like_cpu_per_request:
+        reason = (f"the run's cache hit ratio was {measured:.2f} ({by} counters"
+                  + (f"; client X-Cache {client:.2f}" if by == "server" and client is not None else "")
+                  + (f"; the scenario's expectation {expected:.2f}" if expected is not None else "")
+                  + f"), the plan's {h_plan:.2f}: a request cost the node {w_now / w_plan:.2f}x the planned work "
+                  f"(like for like within ±{th.like_cpu_per_request:.0%}); make the scenario's repeat block give "
+                  f"{h_plan:.2f} (repeat.catalog, repeat.s) or plan with --hit-rate {measured:.2f}")
+    # the curve is read at the measured work when the run is at the planned point, else at the planned one
+    used = w_now if reason is None and w_now is not None else w_plan
+    return CacheCheck(hit_rate_planned=h_plan, hit_cost_ratio=cost, hit_ratio_client=client, hit_ratio_server=server,
+                      hit_ratio_expected=expected, hit_ratio_measured=measured, measured_by=by,
+                      work_per_request_planned=w_plan, work_per_request_measured=w_now,
+                      miss_equivalent_rps=offered_rps * used, capacity_rps_planned=cap, capacity_rps_zero_hit=zero,
+                      capacity_rps_at_measured=at_measured, comparable=reason is None, reason=reason)
+
+
+def _planned_capacity(doc: dict) -> float | None:
+    """Capacity at the SLO of one node of the recommended type (at the plan's hit rate)."""
+    name = (doc.get("recommended") or {}).get("node_type")
+    for nt in doc.get("node_types") or []:
+        if nt.get("name") == name:
+            return _pos(nt.get("capacity_rps"))
+    return None
+
+
+def _cpu_scale(cache: CacheCheck | None) -> float:
+    """The plan's CPU per request is at the planned hit ratio; the run's at the measured one."""
+    if cache is None or cache.work_per_request_measured is None:
+        return 1.0
+    return cache.work_per_request_measured / cache.work_per_request_planned
+
+
+def _ratio(v: object) -> float | None:
+    x = _pos(v)
+    return x if x is not None and x <= 1.0 else None
 
 
 def _pos(v: object) -> float | None:
@@ -131,8 +245,10 @@ def interference_tolerance_cores(summary: dict, thresholds: Thresholds) -> float
     return thresholds.like_interference_cores(int((summary.get("host") or {}).get("cores") or 0))
 
 
-def _comparability(expected: dict, summary: dict, thresholds: Thresholds) -> Iterable[str]:
-    """Why this run is not like for like with the sweep the plan came from (empty: it is)."""
+def _comparability(expected: dict, summary: dict, thresholds: Thresholds, cpu_scale: float = 1.0) -> Iterable[str]:
+    """Why this run is not like for like with the sweep the plan came from (empty: it is).
+    ``cpu_scale``: the plan's CPU per request times this is what the run should cost (a cache's
+    measured hit ratio)."""
     host = summary.get("host") or {}
     then, now = _pos(expected.get("sweep_interference_cpu_cores")), _pos(host.get("interference_cpu_cores_mean"))
     threshold = _pos(host.get("interference_threshold_cores")) or thresholds.disturbed_cores(int(host.get("cores") or 0))
@@ -150,8 +266,11 @@ def _comparability(expected: dict, summary: dict, thresholds: Thresholds) -> Ite
         yield (f"this host was busy with other work during the run: {host.get('interference_cpu_cores_mean') or 0:.2f}"
                f" CPU cores of other processes and CPU steal (threshold {host.get('interference_threshold_cores')})")
     then, now = _pos(expected.get("target_cpu_s_per_request")), _cpu_now(expected, summary)
+    if then:
+        then *= cpu_scale
     if then and now and abs(now / then - 1.0) > thresholds.like_cpu_per_request:
-        yield (f"a request cost the target {now * 1000:.3g} ms of CPU now against {then * 1000:.3g} ms in the sweep "
+        at = " at this hit ratio" if cpu_scale != 1.0 else ""
+        yield (f"a request cost the target {now * 1000:.3g} ms of CPU now against {then * 1000:.3g} ms in the sweep{at} "
                f"({now / then - 1.0:+.0%}): not the machine, build or conditions the sweep measured")
 
 

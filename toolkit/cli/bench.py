@@ -37,7 +37,8 @@ def bench(
     master_bind: Annotated[str, typer.Option(help="Interface the master listens on for workers (0.0.0.0 for remote workers).")] = "127.0.0.1",
     master_port: Annotated[int, typer.Option(help="Master port for workers (0 = free port; remote workers need a fixed one, e.g. 5557).")] = 0,
     secret: Annotated[Optional[str], typer.Option(help="Shared secret of the master and its remote workers (at least 16 characters; prefer $ASRTK_CLUSTER_SECRET, which ps does not show). Required with --expect-workers or a --master-bind beyond loopback.")] = None,
-    scrape: Annotated[Optional[list[str]], typer.Option(help="Prometheus /metrics URL to scrape at 1 Hz (repeatable). Default: the target's own /metrics when it has one.")] = None,
+    scrape: Annotated[Optional[list[str]], typer.Option(metavar="URL[,URL...]", help="Prometheus /metrics URL(s) to scrape at 1 Hz: repeat the flag or separate URLs with commas. Default: for a local nginx target, each loopback server it proxies to (http://HOST:PORT/metrics); else the target's own /metrics when it has one.")] = None,
+    target_pids: Annotated[Optional[list[str]], typer.Option("--target-pids", metavar="PID[,PID...]", help="Also count these local processes (and their children) as the target's CPU, not as other work on this host: PID[,PID...], repeatable. Added to what bench finds itself: the process listening on a loopback target's port and, when that is nginx, the loopback servers its config proxies to.")] = None,
     header: Annotated[Optional[list[str]], typer.Option(help="Extra request header 'Name: value' (repeatable); values never reach the results.")] = None,
     model: Annotated[str, typer.Option(help="Embedded server: model preset.")] = "tiny",
     server_workers: Annotated[int, typer.Option(help="Embedded server: worker processes.")] = 1,
@@ -63,6 +64,8 @@ def bench(
       asrtk bench -s mobile --target http://10.0.0.5:8000 --rate 20 --duration 120
 
       asrtk bench -s meeting --users 16 --processes 2 --header 'Authorization: Bearer $TOKEN'
+
+      asrtk bench -s emotion --target http://127.0.0.1:8080 --rate 20   # a local nginx: its servers count too
     """
     from toolkit.scenario import load_scenario, with_overrides
     from toolkit.units import parse_duration
@@ -73,6 +76,10 @@ def bench(
         raise UsageError(f"--server-workers must be >= 1, got {server_workers}")
     headers = parse_headers(header or [])
     from toolkit.history import check_url
+    from toolkit.units import parse_pid_list, parse_url_list
+
+    scrape_urls = parse_url_list(scrape or [], "--scrape")
+    pids = parse_pid_list(target_pids or [], "--target-pids")
 
     check_url(history)
     sc = load_scenario(scenario)
@@ -86,7 +93,7 @@ def bench(
 
     cfg = BenchConfig(
         scenario=sc, target=target, server_args=["--model", model, "--workers", str(server_workers)],
-        out_dir=out, processes=processes, scrape=list(scrape or []), headers=headers,
+        out_dir=out, processes=processes, scrape=scrape_urls, target_pids=pids, headers=headers,
         live=not quiet, quiet=quiet, label=label, expect_workers=expect_workers,
         master_bind=master_bind, master_port=master_port, history=history, secret=secret,
     )
@@ -117,7 +124,7 @@ def _fmt_s(v: float | None) -> str:
 def render_summary(s: dict, run_dir: Path) -> None:
     from rich.table import Table
 
-    from toolkit.report import cache_line, tail_note
+    from toolkit.report import cache_line, local_target_line, scraped_line, tail_note
 
     t = Table(title=f"asrtk bench: {s['scenario']['name']} ({'complete' if s['complete'] else 'INCOMPLETE'})")
     t.add_column("figure")
@@ -149,12 +156,26 @@ def render_summary(s: dict, run_dir: Path) -> None:
     cache = cache_line(s)
     if cache is not None:
         t.add_row("cache hit ratio", cache)
+    server = s.get("server") or {}
+    figures = ([f"{server['requests_rps']:.2f} req/s"] if server.get("requests_rps") is not None else []) + (
+        [f"{server['cpu_cores_mean']:.2f} cores"] if server.get("cpu_cores_mean") is not None else [])
+    if figures:
+        t.add_row("server's own /metrics", ", ".join(figures) + f" ({len(server['scraped'])} URL(s))")
     slo = s["slo"]
     for c in slo["checks"]:
         m = c["measured"]
         t.add_row(f"SLO {c['name']} <= {c['threshold']:g}",
                   ("[green]pass[/green] " if c["passed"] else "[red]FAIL[/red] ") + ("-" if m is None else f"{m:.4g}"))
     console.print(t)
+    local = (s.get("target") or {}).get("local") or {}
+    line = local_target_line(local)
+    if line:
+        console.print(f"target on this host: {line}", markup=False, highlight=False)
+    for n in local.get("notes") or []:
+        console.print(f"note: {n}", markup=False, highlight=False)
+    line = scraped_line(s)
+    if line:
+        console.print(f"server metrics: {line}", markup=False, highlight=False)
     for w in lg["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}")
     note = tail_note(lat.get("count"))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from toolkit.cli._common import console, handle_errors, read_hosts
 from toolkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from toolkit.capacity.validation import Validation
 
 plan_app = typer.Typer(
     name="plan",
@@ -160,11 +163,12 @@ def _print_plan(doc: dict) -> None:
 def validate(
     plan_file: Annotated[Path, typer.Argument(help="plan.yaml written by `asrtk plan`.")],
     target: Annotated[Optional[str], typer.Option(help="One node of the planned type. Default: the embedded reference server with the planned workers.")] = None,
-    scenario: Annotated[Optional[str], typer.Option(help="Scenario to run (default: the plan's target.scenario).")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="Scenario to run (default: the plan's target.scenario). A plan made with --hit-rate needs one with a repeat: block.")] = None,
     duration: Annotated[Optional[str], typer.Option(help="Measured time (default: long enough for the percentile).")] = None,
     tolerance: Annotated[str, typer.Option(help="Allowed excess of measured over predicted latency, e.g. 20%.")] = "20%",
     attempts: Annotated[int, typer.Option(min=1, max=5, help="Measure again (up to this many runs in all) while the run is not like for like with the sweep (CPU per request, other work and CPU steal on this host).")] = 2,
     model: Annotated[str, typer.Option(help="Embedded server: model preset.")] = "tiny",
+    cache: Annotated[Optional[str], typer.Option("--cache", help="Embedded server: its result cache, memory[:SIZE] or redis://HOST:PORT/DB (default for a plan sized with --hit-rate: memory:256MiB).")] = None,
     out: Annotated[Path, typer.Option(help="Results directory for the validation run.")] = Path("results"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON object.")] = False,
 ) -> None:
@@ -178,14 +182,24 @@ def validate(
     2-core host). A run that is not like for like is measured again (--attempts) and the
     closest run is judged.
 
+    A plan sized for a cache hit rate (asrtk plan --hit-rate) needs repeated traffic: pass
+    --scenario with a repeat: block (the plan's own scenario sends none: exit 2). The embedded
+    server then runs with --cache (memory:256MiB), the curve is read at the offered load times
+    the work per request, (1 - h) + h x hit cost, and the run's hit ratio (the server's cache
+    counters, else the client's X-Cache) must leave that work within 10% of the planned one;
+    otherwise the verdict is "inconclusive": the run checked another operating point.
+
     Exit 0 when the plan holds; 3 when the SLO fails there, the node does not carry the
     planned load, or the latency is more than --tolerance above the prediction (verdict
-    "fail"); 4 when it is that far off but the run was not like for like (verdict
-    "inconclusive": rerun on a quiet machine, or sweep this machine).
+    "fail"); 4 when it is that far off but the run was not like for like, or the hit ratio
+    was not the planned one (verdict "inconclusive": rerun on a quiet machine, sweep this
+    machine, or fix the scenario's repeat block); 1 when the run itself failed.
 
-    Example:
+    Examples:
 
       asrtk plan validate plan.yaml --target http://gpu-a-1:8000
+
+      asrtk plan validate plan.yaml --scenario tts-zipf.yaml --cache memory:512MiB
     """
     from toolkit.runs.validate import run_validation
     from toolkit.units import parse_duration, parse_ratio
@@ -194,7 +208,7 @@ def validate(
     v = run_validation(
         plan_file, target, preset=model, duration_s=parse_duration(duration, "--duration") if duration else None,
         tolerance=parse_ratio(tolerance, "--tolerance"), out_dir=out, scenario_name=scenario, attempts=attempts,
-        on_message=(lambda m: typer.echo(m, err=True)) if as_json else say,
+        cache=cache, on_message=(lambda m: typer.echo(m, err=True)) if as_json else say,
     )
     if as_json:
         import json
@@ -218,12 +232,33 @@ def validate(
     if v.interference_cpu_cores is not None:
         say(f"other work and CPU steal on this host: {_f(v.interference_cpu_cores_planned, ' cores')} in the sweep, "
             f"{v.interference_cpu_cores:.2f} cores now")
+    if v.cache is not None:
+        _print_cache(v)
     for c in v.comparability:
         say(f"[yellow]not like for like[/yellow]: {c}")
     say(f"run: {v.run_dir}" + (f" (attempt {v.attempts})" if v.attempts > 1 else ""))
+    if v.cache is not None and not v.cache.comparable:
+        raise Inconclusive(f"plan validation inconclusive: the plan is sized for a {v.cache.hit_rate_planned:.0%} "
+                           f"hit rate, the run measured {_pc(v.cache.hit_ratio_measured)} (see above)")
     if v.verdict == "inconclusive":
         raise Inconclusive(f"plan validation inconclusive: {pct} is {v.deviation:+.0%} off the prediction, "
                                 "but the run was not like for like (see above); rerun on a quiet machine")
     if not v.passed:
         raise ThresholdBreached("plan validation failed: " + "; ".join(v.reasons))
     say("[green]plan holds at the planned operating point[/green]")
+
+
+def _pc(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def _print_cache(v: "Validation") -> None:
+    c = v.cache
+    assert c is not None
+    say(f"cache hit ratio: planned {_pc(c.hit_rate_planned)}, measured {_pc(c.hit_ratio_client)} (client X-Cache), "
+        f"{_pc(c.hit_ratio_server)} (server counters); the scenario's expectation {_pc(c.hit_ratio_expected)}")
+    say(f"per node at the planned {_pc(c.hit_rate_planned)}: capacity {_f(c.capacity_rps_planned, ' rps')} at the SLO "
+        f"({_f(c.capacity_rps_zero_hit, ' rps')} at 0%, {_f(c.capacity_rps_at_measured, ' rps')} at the measured "
+        f"{_pc(c.hit_ratio_measured)}); planned load {v.per_node_rps:.3g} rps, {c.miss_equivalent_rps:.3g} rps "
+        f"as misses on the measured curve; held {v.achieved_rps:.3g} rps with p{v.percentile * 100:g} "
+        f"{_f(v.measured_s, 's')} (SLO {v.slo_latency_s:g}s)")

@@ -49,7 +49,9 @@ def fetcher(base_url: str, headers: dict[str, str]):  # type: ignore[no-untyped-
     """A ``fetch(url) -> text`` for the metrics scrapers: the target's headers go only to the target."""
 
     def fetch(url: str) -> str:
-        req = urllib.request.Request(url, headers=headers if url.startswith(base_url) else {})
+        # the same origin only: http://127.0.0.1:80 must not hand its headers to http://127.0.0.1:8001
+        same_origin = url == base_url or url.startswith(base_url + "/")
+        req = urllib.request.Request(url, headers=headers if same_origin else {})
         with urllib.request.urlopen(req, timeout=2.0) as resp:  # noqa: S310
             return resp.read().decode("utf-8", errors="replace")
 

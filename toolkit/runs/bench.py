@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.engine import probe
+from toolkit.engine.local_target import check_pids, discover
 from toolkit.errors import UsageError
 from toolkit.thresholds import Thresholds
 from toolkit.units import public_url, split_target
@@ -35,6 +36,7 @@ class BenchConfig:
     out_dir: Path = Path("results")
     processes: int = 1
     scrape: list[str] = field(default_factory=list)
+    target_pids: list[int] = field(default_factory=list)  # --target-pids: counted as the target, besides what is found
     headers: dict[str, str] = field(default_factory=dict)
     live: bool = True
     quiet: bool = False
@@ -56,7 +58,9 @@ class BenchSeams:
 
     ``transport(plan)`` builds the driver's transport (None: Locust's HTTP client, which
     makes the run import Locust first); ``clock`` is the driver's clock (None: real time);
-    ``telemetry(base_url, server)`` builds the samplers (None: psutil, NVML, /metrics).
+    ``telemetry(base_url, server, scrape_urls)`` builds the samplers (None: psutil, NVML,
+    /metrics); ``local_target(base_url, server, extra_pids)`` finds the target's processes on
+    this host (:func:`toolkit.engine.local_target.discover`), ``check_pids`` vets --target-pids.
     """
 
     transport: Callable[[Any], Any] | None = None
@@ -64,6 +68,8 @@ class BenchSeams:
     preflight: Callable[[str, dict[str, str]], int] = probe.preflight
     has_metrics: Callable[[str, dict[str, str]], bool] = probe.has_metrics
     telemetry: Callable[[str, Any, list[str]], Any] | None = None
+    local_target: Callable[[str, Any, list[int]], Any] = discover
+    check_pids: Callable[[list[int]], None] = check_pids
     now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
     @property
@@ -135,6 +141,8 @@ def run_bench(cfg: BenchConfig, seams: BenchSeams | None = None) -> BenchOutcome
 
         cfg.secret = cluster_secret(cfg.secret)
         require_secret_for(cfg.master_bind, cfg.expect_workers, cfg.secret)  # before anything starts
+    if cfg.target_pids:
+        seams.check_pids(list(cfg.target_pids))  # before anything starts
     scenario = cfg.scenario
     server = None
     try:
@@ -163,12 +171,42 @@ def _say(cfg: BenchConfig, msg: str) -> None:
         print(msg, file=sys.stderr if not cfg.quiet else sys.stdout, flush=True)
 
 
-def _telemetry(cfg: BenchConfig, base_url: str, server: Any, scrape_urls: list[str]) -> Any:
+def _telemetry(cfg: BenchConfig, base_url: str, target_pids: list[int], scrape_urls: list[str]) -> Any:
     from toolkit.samplers import GpuSampler, HostSampler, PrometheusScraper, PsutilSource, Telemetry
 
-    source = PsutilSource(target_pids=probe.local_target_pids(base_url, server))
+    source = PsutilSource(target_pids=target_pids)
     fetch = probe.fetcher(base_url, cfg.headers)
     return Telemetry(HostSampler(source), GpuSampler(), [PrometheusScraper(u, fetch) for u in scrape_urls])
+
+
+def scrape_plan(scrape: list[str], local: Any, base_url: str, headers: dict[str, str],
+                has_metrics: Callable[[str, dict[str, str]], bool]) -> tuple[list[str], str | None]:
+    """The /metrics URLs to scrape and where they came from: ``--scrape`` as given; else, for a
+    local nginx, every loopback server it proxies to that serves /metrics (scraped one by one:
+    through the balancer each scrape would see one server picked at random, and the counters of
+    several would be mixed); else the target's own /metrics when it serves one.
+    The target's headers go to the target only, never to its upstreams."""
+    if scrape:
+        return list(scrape), "--scrape"
+    if local.upstreams:
+        urls = [u for u in local.upstream_metrics_urls() if has_metrics(u.removesuffix("/metrics"), {})]
+        if urls:
+            return urls, f"nginx upstreams from {local.nginx_conf}"
+    if has_metrics(base_url, headers):
+        return [base_url + "/metrics"], "the target"
+    return [], None
+
+
+def _say_local(cfg: BenchConfig, local: Any, scrape_urls: list[str], scraped_from: str | None) -> None:
+    from toolkit.report import local_target_line
+
+    line = local_target_line(local.as_summary())
+    if line:
+        _say(cfg, f"target on this host: {line}")
+    for note in local.notes:
+        _say(cfg, f"note: {note}")
+    if scrape_urls:
+        _say(cfg, f"scraping {', '.join(public_url(u) for u in scrape_urls)} ({scraped_from})")
 
 
 def _run_loaded(cfg: BenchConfig, seams: BenchSeams, scenario: Any, base_url: str, server: Any) -> BenchOutcome:
@@ -181,12 +219,12 @@ def _run_loaded(cfg: BenchConfig, seams: BenchSeams, scenario: Any, base_url: st
     _say(cfg, f"preparing requests for scenario {scenario.name!r} ...")
     timeout_s = cfg.timeout_s or request_timeout_s(scenario)
     sets, weights = prepare_request_sets(scenario, cfg.headers)
-    scrape_urls = list(cfg.scrape)
-    if not scrape_urls and seams.has_metrics(base_url, cfg.headers):
-        scrape_urls = [base_url + "/metrics"]
+    local = seams.local_target(base_url, server, list(cfg.target_pids))
+    scrape_urls, scraped_from = scrape_plan(cfg.scrape, local, base_url, cfg.headers, seams.has_metrics)
+    _say_local(cfg, local, scrape_urls, scraped_from)
 
     agg = Aggregator()
-    telemetry = (seams.telemetry or (lambda b, s, u: _telemetry(cfg, b, s, u)))(base_url, server, scrape_urls)
+    telemetry = (seams.telemetry or (lambda b, s, u: _telemetry(cfg, b, local.pids, u)))(base_url, server, scrape_urls)
     horizon = scenario.warmup_s + scenario.duration_s
     drain_s = min(timeout_s, 30.0)
     plan = DriverPlan(load=scenario.load, warmup_s=scenario.warmup_s, duration_s=scenario.duration_s,
@@ -280,7 +318,7 @@ def _run_loaded(cfg: BenchConfig, seams: BenchSeams, scenario: Any, base_url: st
     popularity = [{**rs.popularity(), "share": w / sum(weights)} for rs, w in zip(sets, weights)
                   if rs.kind != "stream"]
     return _write_results(cfg, scenario, base_url, server, agg, telemetry, created, run.interrupted,
-                          stop_at, processes, extra_summary, popularity)
+                          stop_at, processes, extra_summary, popularity, local, scraped_from)
 
 
 def _server_info(server: Any, telemetry: Any) -> dict[str, Any] | None:
@@ -298,7 +336,8 @@ def _server_info(server: Any, telemetry: Any) -> dict[str, Any] | None:
 
 def _write_results(cfg: BenchConfig, scenario: Any, base_url: str, server: Any, agg: Any, telemetry: Any,
                    created: datetime, interrupted: bool, stop_at: float, processes: int,
-                   extra: dict[str, Any], popularity: list[dict[str, Any]]) -> BenchOutcome:
+                   extra: dict[str, Any], popularity: list[dict[str, Any]], local: Any,
+                   scraped_from: str | None) -> BenchOutcome:
     from toolkit import __version__, results
     from toolkit.recorder import interval_row, write_hlog
     from toolkit.report import write_reports
@@ -319,13 +358,17 @@ def _write_results(cfg: BenchConfig, scenario: Any, base_url: str, server: Any, 
     write_hlog(run_dir / results.FILES["latency_log"], intervals, warmup, created.timestamp())
 
     window = [r for r in telemetry.rows if warmup <= r["t_s"] <= end + 1.0] or telemetry.rows
+    server_figures = server_summary(telemetry.scrapers, warmup, end)
+    if server_figures is not None:
+        server_figures["scraped_from"] = scraped_from
     summary = results.build_summary(
         run_id=run_dir.name, asrtk_version=__version__, created=created, interrupted=interrupted,
         label=cfg.label, scenario=scenario, target_url=public_url(base_url),
         server_info=_server_info(server, telemetry), processes=processes, measured_s=measured_s,
         totals=agg.merged_totals(), intervals=intervals, loadgen_cpu=loadgen_cpu(window),
         host=host_summary(window, telemetry.cores, thresholds.disturbed_cores(telemetry.cores)),
-        gpu=gpu_summary(telemetry.gpu, window), server=server_summary(telemetry.scrapers, warmup, end),
+        gpu=gpu_summary(telemetry.gpu, window), server=server_figures,
+        local_target=local.as_summary() if local.processes or local.notes else None,
         thresholds=thresholds, extra_warnings=extra.get("warnings", []),
         cache_server=cache_server_summary(telemetry.scrapers, warmup, end), popularity=popularity,
     )
