@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--concurrency", type=int, default=0, help="HTTP clients; default 2 x max-batch")
     p.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (raw and server alike)")
+    p.add_argument("--json", type=Path, help="write the figures to this file: {preset: median overhead ratio, "
+                   "'details': {preset: {overhead, speedup, per round}}}")
     a = p.parse_args(argv)
     presets = a.preset or ["tiny", "small"]
     concurrency = a.concurrency or 2 * a.max_batch
@@ -166,6 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     for preset, overhead, speedup in summary:
         print(f"{preset:8} {statistics.median(overhead):>26.3f} [{min(overhead):.3f}-{max(overhead):.3f}]"
               f" {statistics.median(speedup):>28.3f} [{min(speedup):.3f}-{max(speedup):.3f}]")
+    if a.json:
+        import json
+
+        doc: dict = {preset: statistics.median(overhead) for preset, overhead, _ in summary}
+        doc["details"] = {preset: {"overhead_median": statistics.median(o), "overhead_rounds": o,
+                                   "batching_speedup_median": statistics.median(sp), "batching_speedup_rounds": sp}
+                          for preset, o, sp in summary}
+        doc["targets"] = {"tiny": 0.85, "small": 0.95}
+        a.json.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {a.json}")
     return 0
 
 

@@ -68,6 +68,7 @@ class Outcome:
     final_latency_s: float | None = None  # stream: final result after end of audio
     chunk_lags_s: list[float] = field(default_factory=list)  # stream: chunk send lag
     cache: str | None = None  # "hit" / "miss": the response's X-Cache header; None without one
+    retry_after: str | None = None  # the response's Retry-After header (asrtk drill judges refusals by it)
 
     @property
     def lag_s(self) -> float:
@@ -306,6 +307,15 @@ def value_at_percentiles(h: HdrHistogram, ps: Iterable[float]) -> dict[float, in
     if n == 0 or not targets:
         return out
     need = [(p, max(1, min(n, math.ceil(p / 100.0 * n - 1e-9)))) for p in targets]
+    try:  # the counts as one array: a cumulative sum finds every rank at once (~20x the loop below)
+        import numpy as np
+
+        cum = np.cumsum(np.ctypeslib.as_array(h.counts)[:h.counts_len])
+    except (TypeError, ValueError, AttributeError):
+        cum = None
+    if cum is not None and int(cum[-1]) == n:
+        idx = np.searchsorted(cum, [r for _p, r in need], side="left")
+        return {p: h.get_highest_equivalent_value(h.get_value_from_index(int(k))) for (p, _r), k in zip(need, idx)}
     total, i = 0, 0
     for index in range(h.counts_len):
         c = h.get_count_at_index(index)
@@ -327,6 +337,28 @@ def percentiles_s(h: HdrHistogram, ps: Iterable[float], scale: float = US) -> di
         return {p: None for p in ps}
     d = value_at_percentiles(h, ps)
     return {p: d[float(p)] / scale for p in ps}
+
+
+_TEMPLATE: HdrHistogram | None = None
+
+
+def _percentiles_from_counts(counts: Any, ps: Iterable[float]) -> dict[float, float | None]:
+    """Nearest-rank percentiles (seconds) of a counts array laid out as :func:`new_histogram`'s."""
+    import numpy as np
+
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        _TEMPLATE = new_histogram()
+    cum = np.cumsum(counts)
+    n = int(cum[-1]) if len(cum) else 0
+    if n == 0:
+        return {float(p): None for p in ps}
+    out: dict[float, float | None] = {}
+    for p in ps:
+        rank = max(1, min(n, math.ceil(float(p) / 100.0 * n - 1e-9)))
+        k = int(np.searchsorted(cum, rank, side="left"))
+        out[float(p)] = _TEMPLATE.get_highest_equivalent_value(_TEMPLATE.get_value_from_index(k)) / US
+    return out
 
 
 def summarize_s(h: HdrHistogram, scale: float = US) -> dict[str, float | int | None]:
@@ -402,6 +434,7 @@ class Aggregator:
         self.totals: dict[str, dict] = {}
         self.inflight: dict[str, int] = {}
         self.cpu_percent: dict[str, float] = {}
+        self._counts: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def ingest(self, source: str, payload: dict | None) -> None:
         if not payload:
@@ -421,13 +454,30 @@ class Aggregator:
     def merged_totals(self) -> Merged:
         return merge_snapshots(self.totals.values())
 
+    def _lat_counts(self, source: str, t: int, encoded: str | bytes) -> Any:
+        """An interval's latency counts as a numpy array, decoded once (the live view reads the
+        same seconds again every refresh; it runs in the load generator's event loop)."""
+        import numpy as np
+
+        key = (source, t)
+        hit = self._counts.get(key)
+        if hit is None or hit[0] is not encoded:
+            h = decode(encoded)
+            hit = (encoded, np.ctypeslib.as_array(h.counts)[:h.counts_len].copy())
+            self._counts[key] = hit
+        return hit[1]
+
     def recent(self, now_s: float, span_s: int = 10) -> dict[str, Any]:
         """Live figures over the last ``span_s`` closed seconds."""
+        import numpy as np
+
         lo = int(now_s) - span_s
-        lat = new_histogram()
+        for key in [k for k in self._counts if k[1] < lo]:
+            del self._counts[key]
+        counts = None
         ok = err = offered = 0
         seconds = set()
-        for ivs in self.intervals.values():
+        for source, ivs in self.intervals.items():
             for t, d in ivs.items():
                 if t >= lo:
                     seconds.add(t)
@@ -435,9 +485,10 @@ class Aggregator:
                     err += d["errors"]
                     offered += d["offered"]
                     if d.get("lat"):
-                        lat.decode_and_add(d["lat"].encode() if isinstance(d["lat"], str) else d["lat"])
+                        c = self._lat_counts(source, t, d["lat"])
+                        counts = c.copy() if counts is None else counts + c
         n = max(1, len(seconds))
-        pct = percentiles_s(lat, [50, 95, 99])
+        pct = _percentiles_from_counts(counts, [50, 95, 99]) if counts is not None else dict.fromkeys((50, 95, 99))
         return {"offered_rps": offered / n, "achieved_rps": ok / n, "errors": err,
                 "p50_s": pct[50], "p95_s": pct[95], "p99_s": pct[99],
                 "inflight": sum(self.inflight.values())}

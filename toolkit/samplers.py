@@ -44,10 +44,37 @@ def listening_pids(port: int) -> list[int]:
                    if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port})
 
 
+_CLK_TCK: float | None = None
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """utime + stime of a process from /proc (Linux), seconds; None when it is gone or unreadable."""
+    global _CLK_TCK
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if _CLK_TCK is None:
+        import os
+
+        _CLK_TCK = float(os.sysconf("SC_CLK_TCK"))
+    fields = data[data.rindex(b")") + 2:].split()  # the name may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
 class PsutilSource:
     """Reads this host. ``loadgen_pids``: the load-generating processes (this one, workers).
     ``target_pids``: a target on this host (the process listening on its port); their CPU,
-    children included, is measured so that what is left over is other work on the host."""
+    children included, is measured so that what is left over is other work on the host.
+
+    A sample runs in the load generator's event loop, so it must be cheap: on Linux it reads
+    /proc/stat, /proc/meminfo and each watched process's /proc/PID/stat directly (about 0.1 ms
+    a second; psutil's per-call overhead made it 2 ms, and the requests in flight meanwhile
+    measured it). The target's process tree (a scan of every process) is refreshed every
+    TREE_REFRESH_S seconds, not every second. Elsewhere psutil does it all."""
+
+    TREE_REFRESH_S = 10.0
 
     def __init__(self, loadgen_pids: Sequence[int] = (), target_pids: Sequence[int] = ()) -> None:
         import os
@@ -55,24 +82,57 @@ class PsutilSource:
         import psutil
 
         self._psutil = psutil
+        self._linux = os.path.exists("/proc/stat") and _proc_cpu_s(os.getpid()) is not None
         self._procs: dict[int, Any] = {}
+        self._last: dict[int, tuple[float, float]] = {}  # pid -> (cpu seconds, monotonic) at the last read
         for pid in [os.getpid(), *loadgen_pids]:
             self.add_process(pid)
         self._target_roots: list[Any] = []
         self._target: dict[int, Any] = {}
+        self._tree_at = -math.inf
         for pid in target_pids:
             try:
                 self._target_roots.append(psutil.Process(pid))
             except psutil.Error:
                 pass
         self.target_cpu_percent()  # sets the per-process baselines
-        psutil.cpu_percent(percpu=True)  # the first call only sets the baseline
-        self._times = (time.monotonic(), psutil.cpu_times())
+        self._cores_prev: list[tuple[float, float]] | None = None
+        self.cpu_percent_per_core()  # the first call only sets the baseline
+        self._times = (time.monotonic(), self._cpu_times())
+
+    # -- /proc readers (Linux), psutil elsewhere -----------------------------------------------
+
+    def _stat_lines(self) -> list[list[str]]:
+        with open("/proc/stat", encoding="ascii") as f:
+            return [ln.split() for ln in f if ln.startswith("cpu")]
+
+    def _cpu_times(self) -> Any:
+        if not self._linux:
+            return self._psutil.cpu_times()
+        from types import SimpleNamespace
+
+        v = [float(x) / (_CLK_TCK or 100.0) for x in self._stat_lines()[0][1:]]
+        v += [0.0] * (8 - len(v))
+        return SimpleNamespace(user=v[0], nice=v[1], system=v[2], idle=v[3], iowait=v[4], irq=v[5],
+                               softirq=v[6], steal=v[7])
+
+    def _pct(self, pid: int, read: Callable[[], float | None]) -> float | None:
+        """% of one core a process used since the last read of it (None: gone); the first read
+        of a process sets its baseline and gives 0."""
+        now, cpu = time.monotonic(), read()
+        if cpu is None:
+            self._last.pop(pid, None)
+            return None
+        prev = self._last.get(pid)
+        self._last[pid] = (cpu, now)
+        if prev is None or now <= prev[1]:
+            return 0.0
+        return max(0.0, (cpu - prev[0]) / (now - prev[1]) * 100.0)
 
     def cpu_split_cores(self) -> tuple[float, float] | None:
         """(process CPU, CPU steal) of the whole host since the last call, in cores. Process CPU is
         user + nice + system: the time processes are charged for (irq and softirq are not)."""
-        now, t1 = time.monotonic(), self._psutil.cpu_times()
+        now, t1 = time.monotonic(), self._cpu_times()
         t0_wall, t0 = self._times
         self._times = (now, t1)
         dt = now - t0_wall
@@ -86,10 +146,7 @@ class PsutilSource:
     def watches_target(self) -> bool:
         return bool(self._target_roots)
 
-    def target_cpu_percent(self) -> float | None:
-        """CPU of the target's process trees since the last call, % of one core (None: not local)."""
-        if not self._target_roots:
-            return None
+    def _refresh_tree(self) -> None:
         ps = self._psutil
         live: dict[int, Any] = {}
         for root in self._target_roots:
@@ -99,40 +156,80 @@ class PsutilSource:
                 continue
             for p in tree:
                 live[p.pid] = self._target.get(p.pid, p)
-        total = 0.0
-        for pid, p in live.items():
-            try:
-                v = float(p.cpu_percent(None))
-            except ps.Error:
-                continue
-            if pid in self._target:  # a process seen for the first time only sets its baseline
-                total += v
         self._target = live
+        self._tree_at = time.monotonic()
+
+    def target_cpu_percent(self) -> float | None:
+        """CPU of the target's process trees since the last call, % of one core (None: not local)."""
+        if not self._target_roots:
+            return None
+        if time.monotonic() - self._tree_at >= self.TREE_REFRESH_S:
+            self._refresh_tree()
+        total = 0.0
+        for pid, p in list(self._target.items()):
+            v = self._pct(pid, (lambda pid=pid: _proc_cpu_s(pid)) if self._linux else
+                          (lambda p=p: _psutil_cpu_s(p)))
+            if v is None:
+                self._target.pop(pid, None)  # gone: a restarted worker is found at the next refresh
+                continue
+            total += v
         return total
 
     def add_process(self, pid: int) -> None:
         try:
             p = self._psutil.Process(pid)
-            p.cpu_percent(None)
-            self._procs[pid] = p
         except self._psutil.Error:
-            pass
+            return
+        self._procs[pid] = p
+        self._pct(pid, (lambda: _proc_cpu_s(pid)) if self._linux else (lambda: _psutil_cpu_s(p)))
 
     def cpu_percent_per_core(self) -> list[float]:
-        return list(self._psutil.cpu_percent(percpu=True))
+        if not self._linux:
+            return list(self._psutil.cpu_percent(percpu=True))
+        cur = []
+        for f in self._stat_lines()[1:]:
+            v = [float(x) for x in f[1:]]
+            idle = v[3] + (v[4] if len(v) > 4 else 0.0)  # idle + iowait
+            cur.append((sum(v[:8]), idle))
+        prev, self._cores_prev = self._cores_prev, cur
+        if prev is None or len(prev) != len(cur):
+            return [0.0] * len(cur)
+        out = []
+        for (t1, i1), (t0, i0) in zip(cur, prev):
+            out.append(100.0 * (1.0 - (i1 - i0) / (t1 - t0)) if t1 > t0 else 0.0)
+        return out
 
     def memory_used_bytes(self) -> int:
-        vm = self._psutil.virtual_memory()
-        return int(vm.total - vm.available)
+        if not self._linux:
+            vm = self._psutil.virtual_memory()
+            return int(vm.total - vm.available)
+        info: dict[str, int] = {}
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for ln in f:
+                k, _, v = ln.partition(":")
+                if k in ("MemTotal", "MemAvailable"):
+                    info[k] = int(v.split()[0]) * 1024
+                    if len(info) == 2:
+                        break
+        return info.get("MemTotal", 0) - info.get("MemAvailable", 0)
 
     def loadgen_cpu_percent(self) -> list[float]:
         out = []
         for pid, p in list(self._procs.items()):
-            try:
-                out.append(float(p.cpu_percent(None)))
-            except self._psutil.Error:
+            v = self._pct(pid, (lambda pid=pid: _proc_cpu_s(pid)) if self._linux else (lambda p=p: _psutil_cpu_s(p)))
+            if v is None:
                 self._procs.pop(pid, None)
+                continue
+            out.append(v)
         return out
+
+
+def _psutil_cpu_s(p: Any) -> float | None:
+    try:
+        t = p.cpu_times()
+    except Exception:  # noqa: BLE001 - psutil.Error: the process is gone
+        return None
+    return float(t.user + t.system)
 
 
 class HostSampler:
@@ -236,19 +333,36 @@ class PrometheusScraper:
         self.url = url
         self.public_url = public_url(url)  # what results show: no user:password, no query
         self.fetch = fetch
-        self.scrapes: list[tuple[float, list[tuple[str, dict[str, str], float]]]] = []
+        self._raw: list[tuple[float, str]] = []
+        self._scrapes: list[tuple[float, list[tuple[str, dict[str, str], float]]]] = []
         self.failures = 0
         self.last_error: str | None = None
 
     def scrape(self, t_s: float) -> None:
+        """Fetch now; the text is parsed when :attr:`scrapes` is read (after the run, or by a
+        live view), not in the load generator's event loop while requests are in flight."""
         try:
-            samples = parse_exposition(self.fetch(self.url))
+            text = self.fetch(self.url)
         except Exception as exc:  # noqa: BLE001 - a dead target must not stop the run
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             return
-        samples = [s for s in samples if not s[0].startswith(("python_gc_", "python_info"))]
-        self.scrapes.append((t_s, samples))
+        self._raw.append((t_s, text))
+
+    @property
+    def scrapes(self) -> list[tuple[float, list[tuple[str, dict[str, str], float]]]]:
+        """Every successful scrape, parsed: (time, samples). A page that does not parse counts
+        as a failed scrape."""
+        while self._raw:
+            t_s, text = self._raw.pop(0)
+            try:
+                samples = parse_exposition(text)
+            except Exception as exc:  # noqa: BLE001 - a malformed page is a failed scrape
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                continue
+            self._scrapes.append((t_s, [x for x in samples if not x[0].startswith(("python_gc_", "python_info"))]))
+        return self._scrapes
 
     def rows(self) -> Iterable[dict[str, Any]]:
         """``server_metrics.csv`` rows."""
@@ -308,6 +422,8 @@ def server_summary(scrapers: Sequence[PrometheusScraper], t_from: float, t_to: f
     pod must hold), not a fleet sum."""
     if not scrapers:
         return None
+    for sc in scrapers:
+        sc.scrapes  # noqa: B018 - parse what is pending first: a page that does not parse is a failure
     out: dict[str, Any] = {"scraped": [s.public_url for s in scrapers], "queue_depth_max": None,
                            "batch_size_mean": None, "inference_s_mean": None, "queue_wait_s_mean": None,
                            "requests_rps": None, "rejected_total": None, "cpu_cores_mean": None,

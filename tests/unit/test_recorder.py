@@ -151,3 +151,28 @@ def test_each_second_has_its_own_client_cache_hit_ratio() -> None:
     other.record(Outcome(0.5, 0.5, 0.6, 0.1, ok=True, cache="hit"))
     merged = [interval_row(iv, 0) for iv in merge_intervals([rec.closed_intervals, other.flush()])]
     assert merged[0]["cache_hit_ratio"] == pytest.approx(2 / 5)
+
+
+def test_live_percentiles_equal_those_of_the_merged_histograms() -> None:
+    import random
+
+    from toolkit.recorder import Aggregator, _Interval, _to_us, decode, new_histogram, percentiles_s
+
+    rng = random.Random(7)
+    agg, merged = Aggregator(), new_histogram()
+    for source in ("a", "b"):
+        ivs = []
+        for t in range(15):
+            iv = _Interval(t)
+            for _ in range(rng.randint(0, 80)):
+                iv.lat.record_value(_to_us(rng.lognormvariate(-3.5, 0.8)))
+            iv.ok = iv.lat.get_total_count()
+            ivs.append(iv.to_dict())
+        agg.ingest(source, {"intervals": ivs})
+        for d in ivs:
+            if d["t"] >= 15 - 10 and d["lat"]:
+                merged.add(decode(d["lat"]))
+    for _ in range(2):  # the second read comes from the decoded cache
+        live = agg.recent(15.0)
+        want = percentiles_s(merged, [50, 95, 99])
+        assert (live["p50_s"], live["p95_s"], live["p99_s"]) == (want[50], want[95], want[99])

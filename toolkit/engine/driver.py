@@ -6,7 +6,8 @@ dropped: when ``max_inflight`` requests are pending the scheduler waits for a sl
 the lag (late start) is recorded.
 
 Two seams: the driver sends through a :class:`~toolkit.engine.transport.Transport`
-(default :class:`~toolkit.engine.transport.HttpTarget`, Locust's FastHttpSession) and
+(default :func:`~toolkit.engine.transport.http_target`: the lean RawHttpTarget for http://,
+Locust's FastHttpSession for https://) and
 waits only through a :class:`~toolkit.engine.clock.Clock` (default real time), so a test
 runs a whole schedule instantly with a ``MockTransport`` and a ``VirtualClock``.
 Importing this module does not import Locust (gevent, yes: importing it patches nothing);
@@ -20,6 +21,7 @@ from __future__ import annotations
 import gc
 import json
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,11 +35,13 @@ from toolkit.engine import schedule
 from toolkit.engine.clock import Clock, RealClock
 from toolkit.engine.requests import PreparedRequest, RequestSet
 from toolkit.engine.transport import (NULL_REQUEST_EVENT, HttpTarget, SendResult, Transport,
-                                      classify_exception)
+                                      classify_exception, http_target)
 from toolkit.recorder import Outcome, Recorder
 
 if TYPE_CHECKING:
     from locust.env import Environment
+
+GIL_SWITCH_S = 0.0002
 
 __all__ = ["Driver", "DriverPlan", "HttpTarget", "SendResult", "classify_exception", "new_environment"]
 
@@ -93,7 +97,7 @@ class Driver:
         self._request_event = env.events.request if env is not None else NULL_REQUEST_EVENT
         if transport is None:
             users = max((int(st.users or 0) for st in plan.load.stages), default=0)
-            transport = HttpTarget(env, plan.base_url, max(self.max_inflight, users), plan.timeout_s)
+            transport = http_target(env, plan.base_url, max(self.max_inflight, users), plan.timeout_s)
         self.target: Transport = transport
         # arrivals and request picks draw from separate streams, so the schedule depends on
         # the seed alone (not on how many requests a set holds)
@@ -154,7 +158,8 @@ class Driver:
             self.rec.record(Outcome(
                 intended_s=intended, sent_s=sent, done_s=done, latency_s=latency, ok=res.ok,
                 error_class=res.error_class, audio_s=audio_s if res.ok else None,
-                bytes_sent=res.bytes_sent, bytes_received=res.bytes_received, cache=res.cache))
+                bytes_sent=res.bytes_sent, bytes_received=res.bytes_received, cache=res.cache,
+                retry_after=res.retry_after))
         except gevent.GreenletExit:
             self.unfinished += 1
             now = self.clock()
@@ -375,6 +380,11 @@ class Driver:
         # collector's reach so a full collection cannot stall the schedule for milliseconds.
         gc.collect()
         gc.freeze()
+        # A native thread (the samplers' work, a DNS lookup) holds the GIL for up to the switch
+        # interval before this loop gets it back: 5 ms by default, which would show in the
+        # latency of every request in flight meanwhile. 0.2 ms bounds that.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, GIL_SWITCH_S))
         self.t0 = self._now() if t0 is None else t0
         wait = self.t0 - self._now()
         if wait > 0:
@@ -389,6 +399,7 @@ class Driver:
             self._drain()
         finally:
             gc.unfreeze()
+            sys.setswitchinterval(switch)
             self.target.close()
             ticker.kill()
             self.rec.inflight = 0

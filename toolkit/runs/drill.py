@@ -133,37 +133,7 @@ def check_config(cfg: DrillConfig) -> None:
 # ----------------------------------------------------------------------------- recording
 
 
-class _TapTarget:
-    """The bench's HTTP transport, plus the ``Retry-After`` of every response, kept per greenlet
-    until the recorder (called in the same greenlet right after the send) takes it."""
-
-    def __init__(self, env: Any, base_url: str, concurrency: int, timeout_s: float) -> None:
-        import gevent
-
-        from toolkit.engine.transport import HttpTarget
-
-        self.http = HttpTarget(env, base_url, concurrency, timeout_s)
-        self.retry_after: dict[Any, str | None] = {}
-        request = self.http.session.request
-
-        def tapped(*args: Any, **kwargs: Any) -> Any:
-            resp = request(*args, **kwargs)
-            headers = getattr(resp, "headers", None)
-            self.retry_after[gevent.getcurrent()] = headers.get("Retry-After") if headers else None
-            return resp
-
-        self.http.session.request = tapped
-
-    def send(self, req: Any) -> Any:
-        return self.http.send(req)
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def _recorder(horizon_s: float, tap: _TapTarget | None) -> Any:
-    import gevent
-
+def _recorder(horizon_s: float) -> Any:
     from toolkit.drills.model import ClientRecord
     from toolkit.recorder import Recorder
 
@@ -175,8 +145,8 @@ def _recorder(horizon_s: float, tap: _TapTarget | None) -> Any:
             self.records: list[ClientRecord] = []
 
         def record(self, o: Any) -> None:
-            ra = tap.retry_after.pop(gevent.getcurrent(), None) if tap is not None else None
-            self.records.append(ClientRecord(o.intended_s, o.done_s, bool(o.ok), o.error_class, o.latency_s, ra))
+            self.records.append(ClientRecord(o.intended_s, o.done_s, bool(o.ok), o.error_class, o.latency_s,
+                                             o.retry_after))
             super().record(o)
 
     return TimelineRecorder()
@@ -288,9 +258,8 @@ class _Runner:
             DRILLS.index(name) + 1 if name in DRILLS else 0)  # each drill its own arrivals, reproducibly
         plan = DriverPlan(load=load, warmup_s=0.0, duration_s=horizon_s, request_sets=self.sets, weights=self.weights,
                           seed=seed, base_url=self.base_url, timeout_s=timeout_s, drain_s=min(30.0, timeout_s))
-        tap = _TapTarget(self.env, self.base_url, int(load.max_inflight), timeout_s)
-        rec = _recorder(horizon_s, tap)
-        drv = Driver(plan, self.env, rec, transport=tap)
+        rec = _recorder(horizon_s)
+        drv = Driver(plan, self.env, rec)
         drill = _Drill(self, name)
         if self.log is not None:
             self.log.mark()
