@@ -188,13 +188,23 @@ def main() -> None:
         nginx.wait(timeout=10)
     r1, r2, rl = one["load"]["achieved_rps"], two["load"]["achieved_rps"], loc["rps"]
     lp50, lp99 = lag["loadgen"]["schedule_lag_p50_s"] * 1000, lag["loadgen"]["schedule_lag_p99_s"] * 1000
+    # nginx (the target) shares the cores: what it used, and the load generator's own CPU, say how
+    # much of a shortfall in the speed-up is the load generator's
+    ng1, ng2 = (x["host"].get("target_cpu_cores_mean") for x in (one, two))
+    lg1, lg2 = (x["loadgen"].get("cpu_mean_percent") for x in (one, two))
+    per_core = (r2 / (2 * lg2 / 100.0)) / (r1 / (lg1 / 100.0)) if lg1 and lg2 else None
+    out.update(nginx_cores_1proc=ng1, nginx_cores_2proc=ng2, loadgen_cpu_percent_1proc=lg1,
+               loadgen_cpu_percent_2proc_busiest=lg2, processes_rps_per_loadgen_core_ratio=per_core)
     out.update(locust_rps=rl, asrtk_rps=r1, asrtk_2proc_rps=r2, locust_ratio=r1 / rl, processes_speedup=r2 / r1,
                lag_p50_ms=lp50, lag_p99_ms=lp99, lag_achieved_rps=lag["load"]["achieved_rps"],
                lag_loadgen_cpu_percent=lag["loadgen"]["cpu_mean_percent"])
     print(f"machine: {os.cpu_count()} cores (nginx 1 worker on the same cores)")
     print(f"plain Locust FastHttpUser (64 users, 1 process): {rl:8.0f} req/s")
     print(f"asrtk open loop, 1 process (offered 40000/s):     {r1:8.0f} req/s  ratio {r1 / rl:.2f} (target >= 1.0)")
-    print(f"asrtk open loop, --processes 2:                   {r2:8.0f} req/s  speed-up {r2 / r1:.2f} (target >= 1.8)")
+    print(f"asrtk open loop, --processes 2:                   {r2:8.0f} req/s  speed-up {r2 / r1:.2f} (target >= 1.8); "
+          f"nginx used {ng1 or 0:.2f} / {ng2 or 0:.2f} cores of {os.cpu_count()} (1 / 2 processes), load generator "
+          f"{lg1 or 0:.0f}% / {lg2 or 0:.0f}% (busiest process): req/s per load-generator core "
+          + (f"{per_core:.2f}x" if per_core else "unknown"))
     print(f"schedule lag at 1000 req/s: p50 {lp50:.2f} ms, p99 {lp99:.2f} ms (target <= 1 ms), achieved "
           f"{lag['load']['achieved_rps']:.0f} req/s, loadgen CPU mean {lag['loadgen']['cpu_mean_percent'] or 0:.0f}%")
 
