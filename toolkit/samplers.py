@@ -116,10 +116,10 @@ class PsutilSource:
         return SimpleNamespace(user=v[0], nice=v[1], system=v[2], idle=v[3], iowait=v[4], irq=v[5],
                                softirq=v[6], steal=v[7])
 
-    def _pct(self, pid: int, read: Callable[[], float | None]) -> float | None:
-        """% of one core a process used since the last read of it (None: gone); the first read
-        of a process sets its baseline and gives 0."""
-        now, cpu = time.monotonic(), read()
+    def _pct(self, pid: int, p: Any) -> float | None:
+        """% of one core process ``pid`` (psutil handle ``p``) used since the last read of it
+        (None: gone); the first read of a process sets its baseline and gives 0."""
+        now, cpu = time.monotonic(), (_proc_cpu_s(pid) if self._linux else _psutil_cpu_s(p))
         if cpu is None:
             self._last.pop(pid, None)
             return None
@@ -167,8 +167,7 @@ class PsutilSource:
             self._refresh_tree()
         total = 0.0
         for pid, p in list(self._target.items()):
-            v = self._pct(pid, (lambda pid=pid: _proc_cpu_s(pid)) if self._linux else
-                          (lambda p=p: _psutil_cpu_s(p)))
+            v = self._pct(pid, p)
             if v is None:
                 self._target.pop(pid, None)  # gone: a restarted worker is found at the next refresh
                 continue
@@ -181,7 +180,7 @@ class PsutilSource:
         except self._psutil.Error:
             return
         self._procs[pid] = p
-        self._pct(pid, (lambda: _proc_cpu_s(pid)) if self._linux else (lambda: _psutil_cpu_s(p)))
+        self._pct(pid, p)
 
     def cpu_percent_per_core(self) -> list[float]:
         if not self._linux:
@@ -216,7 +215,7 @@ class PsutilSource:
     def loadgen_cpu_percent(self) -> list[float]:
         out = []
         for pid, p in list(self._procs.items()):
-            v = self._pct(pid, (lambda pid=pid: _proc_cpu_s(pid)) if self._linux else (lambda p=p: _psutil_cpu_s(p)))
+            v = self._pct(pid, p)
             if v is None:
                 self._procs.pop(pid, None)
                 continue

@@ -40,14 +40,10 @@ CACHE_HEADER = "X-Cache"
 def cache_status(headers: Mapping[str, str] | None) -> str | None:
     """``hit`` or ``miss`` from a response's ``X-Cache`` header (case-insensitive name and value);
     None without the header. A value that does not start with ``hit`` counts as a miss."""
-    if not headers:
-        return None
-    value = headers.get(CACHE_HEADER)
-    if value is None:
-        value = next((v for k, v in headers.items() if str(k).lower() == "x-cache"), None)
+    value = _header(headers, CACHE_HEADER)
     if value is None:
         return None
-    return "hit" if str(value).strip().lower().startswith("hit") else "miss"
+    return "hit" if value.strip().lower().startswith("hit") else "miss"
 
 
 class Transport(Protocol):
