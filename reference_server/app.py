@@ -292,7 +292,8 @@ async def transcribe(engine: Engine, x: np.ndarray, deadline: float,
 
 
 async def decode_upload(cfg: ServerConfig, data: bytes, request: Request) -> np.ndarray:
-    """Decode in a worker thread; the reservation grows to the decoder's real cost before the samples are read."""
+    """Decode (in a worker thread unless it is a small 16 kHz PCM WAV); the reservation grows to the decoder's real
+    cost before the samples are read."""
     reservation: Reservation | None = getattr(request.state, "reservation", None)
 
     def admit(frames: int, channels: int, sample_rate: int) -> None:
@@ -301,6 +302,8 @@ async def decode_upload(cfg: ServerConfig, data: bytes, request: Request) -> np.
             raise ApiError("queue_full", OVER_BUDGET.format(mb=cfg.memory_budget_mb))
 
     try:
+        if au.cheap_to_decode(data):  # a 16 kHz PCM WAV is a copy: cheaper here than a hop to a thread and back
+            return au.decode(data, cfg.max_audio_s, admit)
         return await asyncio.to_thread(au.decode, data, cfg.max_audio_s, admit)
     except au.AudioError as exc:
         raise ApiError(exc.code, str(exc)) from exc

@@ -129,3 +129,58 @@ def test_encode_wav_pcm16_roundtrip() -> None:
     assert (info.subtype, info.samplerate, info.frames) == ("PCM_16", 16000, 5)
     y, _ = sf.read(io.BytesIO(data), dtype="float32")
     assert np.allclose(y, [0.0, 0.5, -0.5, 1.0, 0.0], atol=1e-4)
+
+
+def _libsndfile(data: bytes, max_audio_s: float = 60.0) -> np.ndarray:
+    x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return au._finish(x, sr, max_audio_s)
+
+
+def _with_chunk(wav: bytes, cid: bytes, payload: bytes, before_data: bool) -> bytes:
+    """The WAV with one more chunk (odd-sized payloads get their pad byte) before or after 'data'."""
+    chunk = cid + len(payload).to_bytes(4, "little") + payload + (b"\0" if len(payload) % 2 else b"")
+    at = wav.index(b"data") if before_data else len(wav)
+    out = wav[:at] + chunk + wav[at:]
+    return out[:4] + (len(out) - 8).to_bytes(4, "little") + out[8:]
+
+
+@pytest.mark.parametrize(("subtype", "channels", "sr"), [
+    ("PCM_16", 1, 16000), ("PCM_16", 2, 16000), ("PCM_16", 3, 16000), ("FLOAT", 1, 16000),
+    ("FLOAT", 2, 16000), ("PCM_16", 1, 8000), ("PCM_16", 2, 44100), ("FLOAT", 1, 48000)])
+def test_numpy_wav_path_gives_libsndfiles_samples(subtype: str, channels: int, sr: int) -> None:
+    rng = np.random.default_rng(channels)
+    x = np.clip(rng.standard_normal((int(0.7 * sr) + 3, channels)) * 0.3, -1, 1).astype(np.float32)
+    x[:5] = [[-1.0] * channels, [1.0] * channels, [0.0] * channels, [-0.99997] * channels, [0.5] * channels]
+    wav = _encode(x, sr, subtype=subtype)
+    wavex = _encode(x, sr, fmt="WAVEX", subtype=subtype)  # WAVE_FORMAT_EXTENSIBLE header
+    assert int.from_bytes(wavex[20:22], "little") == 0xFFFE
+    variants = [wav, wavex, _with_chunk(wav, b"LIST", b"INFOabc", True), _with_chunk(wav, b"id3 ", b"tag!", False)]
+    for data in variants:
+        assert au.simple_wav(data) is not None
+        assert np.array_equal(au.decode(data, 60.0), _libsndfile(data))
+    assert au.cheap_to_decode(wav) == (sr == 16000)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_24", "PCM_32", "DOUBLE", "ULAW", "ALAW", "IMA_ADPCM"])
+def test_other_wav_encodings_still_go_to_libsndfile(subtype: str) -> None:
+    wav = _encode(_tone(0.5, 16000), 16000, subtype=subtype)
+    assert au.simple_wav(wav) is None and not au.cheap_to_decode(wav)
+    assert np.array_equal(au.decode(wav, 60.0), _libsndfile(wav))
+
+
+def test_numpy_wav_path_refuses_as_libsndfile_did() -> None:
+    wav = _encode(_tone(3.0, 16000), 16000)
+    with pytest.raises(au.AudioError) as err:
+        au.decode(wav, max_audio_s=2.0)
+    assert err.value.code == "audio_too_long"
+    seen = []
+    au.decode(wav, 60.0, on_header=lambda *h: seen.append(h))
+    assert seen == [(48000, 1, 16000)]  # frames, channels, rate before the samples are read
+    odd_rate = bytearray(wav)
+    odd_rate[24:28] = (1).to_bytes(4, "little")  # a 1 Hz header: refused before any sample is read
+    with pytest.raises(au.AudioError, match="sample rate of 1 Hz"):
+        au.decode(bytes(odd_rate), 60.0)
+    assert au.simple_wav(wav[:-2]) is None  # a truncated data chunk falls back to the truncation check
+    with pytest.raises(au.AudioError, match="truncated WAV"):
+        au.decode(wav[:-2], 60.0)
+    assert not au.cheap_to_decode(wav, max_bytes=len(wav) - 1)
