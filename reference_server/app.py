@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from reference_server import audio as au
+from reference_server import multipart
 from reference_server.admission import BODY_FACTOR, MemoryBudget, Reservation, decoded_cost
 from reference_server.logpolicy import sanitized_traceback
 from reference_server.batching import DeadlineExceeded, QueueFull
@@ -291,7 +291,7 @@ async def transcribe(engine: Engine, x: np.ndarray, deadline: float,
     return join_texts([o.text for o in outs]), rows
 
 
-async def decode_upload(cfg: ServerConfig, data: bytes, request: Request) -> np.ndarray:
+async def decode_upload(cfg: ServerConfig, data: bytes | memoryview, request: Request) -> np.ndarray:
     """Decode (in a worker thread unless it is a small 16 kHz PCM WAV); the reservation grows to the decoder's real
     cost before the samples are read."""
     reservation: Reservation | None = getattr(request.state, "reservation", None)
@@ -309,22 +309,23 @@ async def decode_upload(cfg: ServerConfig, data: bytes, request: Request) -> np.
         raise ApiError(exc.code, str(exc)) from exc
 
 
-async def read_form_file(request: Request, field: str) -> tuple[bytes, Any]:
+async def read_form_file(request: Request, field: str) -> tuple[memoryview, dict[str, str]]:
+    """The bytes of file field ``field`` (a view of the body) and the text fields of the form."""
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise ApiError("invalid_field", f"send multipart/form-data with the audio in field {field!r}, got {ctype or 'no content type'!r}")
+    body = await request.body()  # bounded and reserved by the Gate (BodyTooLarge / OverBudget pass through)
     try:
-        form = await request.form(max_files=4, max_fields=32)
-    except (BodyTooLarge, OverBudget):
-        raise
-    except Exception as exc:  # malformed multipart
+        parts = multipart.parse(body, ctype, max_files=4, max_fields=32)
+    except multipart.MultipartError as exc:
         raise ApiError("invalid_field", f"malformed multipart body ({str(exc)[:100]})") from exc
-    upload = form.get(field)
+    upload = parts.get(field)
     if upload is None:
         raise ApiError("missing_field", f"multipart field {field!r} is missing; attach the audio file as {field!r}")
-    if not isinstance(upload, UploadFile):
+    if upload.filename is None:
         raise ApiError("invalid_field", f"field {field!r} must be a file upload, not a text value")
-    return await upload.read(), form
+    texts = {name: part.content for name, part in parts.items() if isinstance(part.content, str)}
+    return upload.content, texts  # type: ignore[return-value]
 
 
 def parse_json(raw: bytes | str) -> Any:

@@ -64,7 +64,7 @@ def _finish(data: np.ndarray, sr: int, max_audio_s: float) -> np.ndarray:
     return resample(data.astype(np.float32, copy=False), sr)
 
 
-def _wav_truncation(data: bytes) -> str:
+def _wav_truncation(data: bytes | memoryview) -> str:
     """libsndfile silently reads a cut-off WAV; compare the data chunk's declared size with what arrived."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return ""
@@ -87,7 +87,7 @@ _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 _KSDATAFORMAT_TAIL = bytes.fromhex("000000001000800000aa00389b71")  # the SubFormat GUID after its 2-byte tag
 
 
-def simple_wav(data: bytes) -> tuple[int, int, str, int, int] | None:
+def simple_wav(data: bytes | memoryview) -> tuple[int, int, str, int, int] | None:
     """``(sample_rate, channels, dtype, offset, frames)`` of a PCM16 or float32 WAV whose data chunk
     is sized and complete, else None. Pure header arithmetic: no sample is read."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
@@ -117,7 +117,7 @@ def simple_wav(data: bytes) -> tuple[int, int, str, int, int] | None:
     return None
 
 
-def cheap_to_decode(data: bytes, max_bytes: int = 1 << 20) -> bool:
+def cheap_to_decode(data: bytes | memoryview, max_bytes: int = 1 << 20) -> bool:
     """A 16 kHz PCM16/float32 WAV of at most ``max_bytes``: decoding is a copy (~0.1 ms per MiB),
     cheaper than handing it to a thread. Others need libsndfile or resampling."""
     info = simple_wav(data) if len(data) <= max_bytes else None
@@ -134,7 +134,7 @@ def _check_header(sr: int, channels: int, frames: int, max_audio_s: float) -> No
         raise AudioError("audio_too_long", f"audio is {frames / sr:.1f} s, over the server's limit --max-audio-s {max_audio_s:g}")
 
 
-def decode(data: bytes, max_audio_s: float, on_header: Callable[[int, int, int], None] | None = None) -> np.ndarray:
+def decode(data: bytes | memoryview, max_audio_s: float, on_header: Callable[[int, int, int], None] | None = None) -> np.ndarray:
     """Any container soundfile reads (wav, flac, ogg, mp3), any rate, mono or stereo -> 16 kHz mono float32.
 
     ``on_header(frames, channels, sample_rate)`` runs once the header is read and before the
