@@ -71,6 +71,10 @@ def test_every_drill_holds_against_the_embedded_fleet(tmp_path: Path, capsys: py
         assert d["passed"] is True, d
         assert d["error_bound"] is not None and d["errors"] <= d["error_bound"], d
         assert d["recovery_bound_s"] is not None and d["recovery_s"] <= d["recovery_bound_s"], d
+        # the load generator checked itself in every drill, as bench does
+        lg = d["loadgen"]
+        assert lg["valid"] is True and lg["warnings"] == [] and 0 < lg["cpu_mean_percent"] < 90, lg
+        assert 0 <= lg["schedule_lag_p99_s"] < 0.05 and lg["late_starts"] >= 0, lg
     # the bounds come from the config that ran: the generated nginx config, fail_timeout 3 s
     nginx = summary["facts"]["nginx"]
     assert nginx["fail_timeout_s"] == 3.0 and nginx["max_fails"] == 3 and "non_idempotent" in nginx["next_upstream"]

@@ -337,7 +337,7 @@ def test_outputs_carry_the_verdicts_and_render() -> None:
     assert summary["broken"] == [results[0].broken[0].line("kill")]
     doc = outputs.json_document(summary)
     assert [sorted(d) for d in doc["drills"]] == [sorted(["name", "passed", "errors", "error_bound", "recovery_s",
-                                                          "recovery_bound_s", "detail"])] * 2
+                                                          "recovery_bound_s", "detail", "loadgen"])] * 2
     assert doc["drills"][0]["passed"] is False and doc["drills"][1]["passed"] is True
     json.dumps(summary, allow_nan=False)
     rows = outputs.timeline_rows(runs, SLO)
@@ -359,3 +359,21 @@ def test_exit_code_is_3_only_when_a_promise_broke() -> None:
     unknown = DrillResult("kill", [Promise("k", "t", None, "", "")], 0, None, 0.0, None, "")
     broke = DrillResult("kill", [Promise("k", "t", False, "", "")], 1, 0, 0.0, 1.0, "")
     assert exit_code([held, unknown]) == 0 and exit_code([held, broke]) == 3
+
+
+def test_a_break_measured_by_an_invalid_load_generator_is_inconclusive() -> None:
+    def broke(valid: bool | None) -> DrillResult:
+        lg = None if valid is None else {"valid": valid, "warnings": [] if valid else ["load generator fell behind"]}
+        return DrillResult("kill", [Promise("k", "t", False, "", "")], 1, 0, 0.0, 1.0, "", loadgen=lg)
+
+    held_late = DrillResult("hang", [Promise("h", "t", True, "", "")], 0, 0, 0.0, 1.0, "",
+                            loadgen={"valid": False, "warnings": ["late"]})
+    assert exit_code([broke(False)]) == 4  # the lateness may be the load generator's own
+    assert exit_code([broke(False), broke(True)]) == 3  # one break measured by a valid load generator stands
+    assert exit_code([broke(None)]) == 3  # not measured: judged as before
+    assert exit_code([held_late]) == 0  # lateness only inflates latency: a held promise holds
+    summary = _summary([broke(False)], [])
+    assert summary["exit_code"] == 4
+    md = outputs.render_markdown(summary, [])
+    assert "**Load generator INVALID:** load generator fell behind" in md
+    assert "Load generator INVALID:</b> load generator fell behind" in outputs.render_html(summary, [])

@@ -127,6 +127,8 @@ def render(summary: dict, run_dir: Path) -> None:
     for d in summary["drills"]:
         verdict = {True: "[green]held[/green]", False: "[red]BROKEN[/red]",
                    None: "[yellow]partly unknown[/yellow]"}[d["passed"]]
+        if (d.get("loadgen") or {}).get("valid") is False:
+            verdict += " [yellow](load generator invalid)[/yellow]"
         bound = "unknown" if d["error_bound"] is None else str(d["error_bound"])
         rec = "-" if d["recovery_s"] is None else f"{d['recovery_s']:.2f} s"
         rb = "unknown" if d["recovery_bound_s"] is None else f"{d['recovery_bound_s']:.2f} s"
@@ -148,6 +150,9 @@ def finish(summary: dict, interrupted: bool) -> None:
     if interrupted:
         print("interrupted: the drills judged so far are written, marked incomplete", file=sys.stderr)
         raise typer.Exit(130)
+    if summary.get("exit_code") == 4:
+        print("inconclusive: every broken promise is of a drill whose load generator fell behind its schedule "
+              "or saturated (see its warnings); rerun with a lower --rate or on a quieter machine", file=sys.stderr)
     if summary.get("exit_code"):
         raise typer.Exit(int(summary["exit_code"]))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 SCHEMA = "asrtk.drill/v1"
 DRILLS = ("kill", "restart", "hang", "overload", "failover")
-EXIT_HELD, EXIT_BROKEN = 0, 3
+EXIT_HELD, EXIT_BROKEN, EXIT_INCONCLUSIVE = 0, 3, 4
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,9 @@ class DrillRun:
     replicas: dict[str, tuple[str, bool]] = field(default_factory=dict)
     base_rps: float = 0.0
     note: str = ""
+    # the load generator's own check (results.loadgen_verdict): valid, warnings, cpu_mean_percent,
+    # schedule_lag_p99_s, late_starts; None when not measured
+    loadgen: dict[str, Any] | None = None
 
     def event(self, action: str, replica: str | None = None, nth: int = 0) -> Event | None:
         """The ``nth`` event with this action (and replica), or None."""
@@ -156,6 +159,11 @@ class DrillResult:
     detail: str
     wall_s: float = 0.0
     requests: int = 0
+    loadgen: dict[str, Any] | None = None  # the run's load-generator check (DrillRun.loadgen)
+
+    @property
+    def loadgen_valid(self) -> bool:
+        return (self.loadgen or {}).get("valid", True) is not False
 
     @property
     def passed(self) -> bool | None:
@@ -176,7 +184,7 @@ class DrillResult:
             "name": self.name, "passed": self.passed, "errors": self.errors, "error_bound": self.error_bound,
             "recovery_s": _round(self.recovery_s), "recovery_bound_s": _round(self.recovery_bound_s),
             "detail": self.detail, "wall_s": _round(self.wall_s), "requests": self.requests,
-            "promises": [asdict(p) for p in self.promises],
+            "promises": [asdict(p) for p in self.promises], "loadgen": self.loadgen,
         }
 
 
@@ -185,5 +193,10 @@ def _round(v: float | None) -> float | None:
 
 
 def exit_code(results: list[DrillResult]) -> int:
-    """0 when no promise broke, 3 when one did (what CI keys on)."""
-    return EXIT_BROKEN if any(r.passed is False for r in results) else EXIT_HELD
+    """0 when no promise broke, 3 when one did (what CI keys on), 4 (inconclusive) when the only
+    broken promises are of drills whose load generator fell behind its schedule or saturated:
+    its own lateness counts in every latency and recovery it measured, so the break may be its."""
+    broken = [r for r in results if r.passed is False]
+    if not broken:
+        return EXIT_HELD
+    return EXIT_BROKEN if any(r.loadgen_valid for r in broken) else EXIT_INCONCLUSIVE

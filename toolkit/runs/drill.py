@@ -152,6 +152,21 @@ def _recorder(horizon_s: float) -> Any:
     return TimelineRecorder()
 
 
+def loadgen_check(rec: Any, cpu_s: float, wall_s: float) -> dict[str, Any]:
+    """The bench's load-generator check for one drill: schedule lag p99 and late starts from the
+    recorder, CPU as this process's CPU time over the drill's wall time (% of one core)."""
+    from toolkit import thresholds
+    from toolkit.recorder import merge_snapshots, summarize_s
+    from toolkit.results import loadgen_verdict
+
+    m = merge_snapshots([rec.snapshot()])
+    lag_p99 = summarize_s(m.hist["lag"])["p99"]
+    cpu = 100.0 * cpu_s / wall_s if wall_s > 0 else None
+    valid, warnings = loadgen_verdict(cpu, lag_p99, m.late_starts, thresholds.from_env())
+    return {"valid": valid, "warnings": warnings, "cpu_mean_percent": None if cpu is None else round(cpu, 1),
+            "schedule_lag_p99_s": lag_p99, "late_starts": m.late_starts}
+
+
 class _LogTail:
     """nginx's access log, read incrementally (the drill waits on what nginx did)."""
 
@@ -292,6 +307,7 @@ class _Runner:
         greenlets = [gevent.spawn(act)]
         if self.fleet is not None:
             greenlets.append(gevent.spawn(sample))
+        cpu0 = time.process_time()
         try:
             drv.run(drill.t0)
         finally:
@@ -311,7 +327,8 @@ class _Runner:
             name=name, window=(0.0, end), requests=list(rec.records), events=drill.events,
             proxy=parse_access_log(drill.proxy_lines(), drill.epoch0) if self.log is not None else None,
             rss=samples if self.fleet is not None else None, replicas=replicas, base_rps=self.base_rps,
-            note="interrupted" if self.interrupted else "")
+            note="interrupted" if self.interrupted else "",
+            loadgen=loadgen_check(rec, time.process_time() - cpu0, time.perf_counter() - drill.t0))
 
     # -- facts ---------------------------------------------------------------------------------
     def facts(self) -> Any:
@@ -715,10 +732,13 @@ def run_drill(cfg: DrillConfig, now: Callable[[], datetime] = lambda: datetime.n
                     break  # a drill cut short is not judged
                 res = judge(run, runner.facts())
                 res.wall_s = time.perf_counter() - t
+                res.loadgen = run.loadgen
                 runs.append(run)
                 out.append(res)
                 state = {True: "held", False: "BROKEN", None: "partly unknown"}[res.passed]
                 _say(cfg, f"drill {name}: {state} ({res.wall_s:.0f} s): {res.detail}")
+                for warning in (run.loadgen or {}).get("warnings", []):
+                    _say(cfg, f"drill {name}: load generator INVALID: {warning}")
         except KeyboardInterrupt:
             runner.interrupted = True
         except TargetError as exc:
