@@ -75,6 +75,10 @@ def test_every_drill_holds_against_the_embedded_fleet(tmp_path: Path, capsys: py
         lg = d["loadgen"]
         assert lg["valid"] is True and lg["warnings"] == [] and 0 < lg["cpu_mean_percent"] < 90, lg
         assert 0 <= lg["schedule_lag_p99_s"] < 0.05 and lg["late_starts"] >= 0, lg
+        # and the host: the fleet (restarted replicas included) is the target, not other work
+        host = d["host"]
+        assert host["target_cpu_cores_mean"] > 0 and host["interference_cpu_cores_mean"] is not None, host
+        assert host["disturbed"] is False, host
     # the bounds come from the config that ran: the generated nginx config, fail_timeout 3 s
     nginx = summary["facts"]["nginx"]
     assert nginx["fail_timeout_s"] == 3.0 and nginx["max_fails"] == 3 and "non_idempotent" in nginx["next_upstream"]

@@ -337,7 +337,7 @@ def test_outputs_carry_the_verdicts_and_render() -> None:
     assert summary["broken"] == [results[0].broken[0].line("kill")]
     doc = outputs.json_document(summary)
     assert [sorted(d) for d in doc["drills"]] == [sorted(["name", "passed", "errors", "error_bound", "recovery_s",
-                                                          "recovery_bound_s", "detail", "loadgen"])] * 2
+                                                          "recovery_bound_s", "detail", "loadgen", "host"])] * 2
     assert doc["drills"][0]["passed"] is False and doc["drills"][1]["passed"] is True
     json.dumps(summary, allow_nan=False)
     rows = outputs.timeline_rows(runs, SLO)
@@ -377,3 +377,13 @@ def test_a_break_measured_by_an_invalid_load_generator_is_inconclusive() -> None
     md = outputs.render_markdown(summary, [])
     assert "**Load generator INVALID:** load generator fell behind" in md
     assert "Load generator INVALID:</b> load generator fell behind" in outputs.render_html(summary, [])
+
+
+def test_a_break_on_a_disturbed_host_is_inconclusive() -> None:
+    host = {"disturbed": True, "warnings": ["this host was busy with other work: 0.40 CPU cores"]}
+    broke = DrillResult("kill", [Promise("k", "t", False, "", "")], 1, 0, 0.0, 1.0, "", host=host)
+    quiet = DrillResult("kill", [Promise("k", "t", False, "", "")], 1, 0, 0.0, 1.0, "", host={"disturbed": False})
+    assert exit_code([broke]) == 4 and exit_code([broke, quiet]) == 3
+    summary = _summary([broke], [])
+    assert "**DISTURBED host:** this host was busy" in outputs.render_markdown(summary, [])
+    assert outputs.json_document(summary)["drills"][0]["host"]["disturbed"] is True

@@ -129,6 +129,8 @@ def render(summary: dict, run_dir: Path) -> None:
                    None: "[yellow]partly unknown[/yellow]"}[d["passed"]]
         if (d.get("loadgen") or {}).get("valid") is False:
             verdict += " [yellow](load generator invalid)[/yellow]"
+        if (d.get("host") or {}).get("disturbed"):
+            verdict += " [yellow](DISTURBED host)[/yellow]"
         bound = "unknown" if d["error_bound"] is None else str(d["error_bound"])
         rec = "-" if d["recovery_s"] is None else f"{d['recovery_s']:.2f} s"
         rb = "unknown" if d["recovery_bound_s"] is None else f"{d['recovery_bound_s']:.2f} s"
@@ -152,7 +154,8 @@ def finish(summary: dict, interrupted: bool) -> None:
         raise typer.Exit(130)
     if summary.get("exit_code") == 4:
         print("inconclusive: every broken promise is of a drill whose load generator fell behind its schedule "
-              "or saturated (see its warnings); rerun with a lower --rate or on a quieter machine", file=sys.stderr)
+              "or saturated, or whose host was busy with other work (see the warnings); rerun with a lower --rate "
+              "or on a quiet machine", file=sys.stderr)
     if summary.get("exit_code"):
         raise typer.Exit(int(summary["exit_code"]))
 

@@ -119,6 +119,7 @@ class DrillRun:
     # the load generator's own check (results.loadgen_verdict): valid, warnings, cpu_mean_percent,
     # schedule_lag_p99_s, late_starts; None when not measured
     loadgen: dict[str, Any] | None = None
+    host: dict[str, Any] | None = None  # samplers.host_summary over the drill, plus "warnings"
 
     def event(self, action: str, replica: str | None = None, nth: int = 0) -> Event | None:
         """The ``nth`` event with this action (and replica), or None."""
@@ -160,10 +161,17 @@ class DrillResult:
     wall_s: float = 0.0
     requests: int = 0
     loadgen: dict[str, Any] | None = None  # the run's load-generator check (DrillRun.loadgen)
+    host: dict[str, Any] | None = None  # the run's host summary (DrillRun.host)
 
     @property
     def loadgen_valid(self) -> bool:
         return (self.loadgen or {}).get("valid", True) is not False
+
+    @property
+    def doubtful(self) -> bool:
+        """Measured by an invalid load generator or on a disturbed host: both only inflate latency,
+        so a held promise holds and a broken one may be theirs."""
+        return not self.loadgen_valid or bool((self.host or {}).get("disturbed"))
 
     @property
     def passed(self) -> bool | None:
@@ -184,7 +192,7 @@ class DrillResult:
             "name": self.name, "passed": self.passed, "errors": self.errors, "error_bound": self.error_bound,
             "recovery_s": _round(self.recovery_s), "recovery_bound_s": _round(self.recovery_bound_s),
             "detail": self.detail, "wall_s": _round(self.wall_s), "requests": self.requests,
-            "promises": [asdict(p) for p in self.promises], "loadgen": self.loadgen,
+            "promises": [asdict(p) for p in self.promises], "loadgen": self.loadgen, "host": self.host,
         }
 
 
@@ -194,9 +202,10 @@ def _round(v: float | None) -> float | None:
 
 def exit_code(results: list[DrillResult]) -> int:
     """0 when no promise broke, 3 when one did (what CI keys on), 4 (inconclusive) when the only
-    broken promises are of drills whose load generator fell behind its schedule or saturated:
-    its own lateness counts in every latency and recovery it measured, so the break may be its."""
+    broken promises are of drills measured by an invalid load generator (behind its schedule or
+    saturated) or on a host disturbed by other work: their lateness counts in every latency and
+    recovery measured, so the break may be theirs."""
     broken = [r for r in results if r.passed is False]
     if not broken:
         return EXIT_HELD
-    return EXIT_BROKEN if any(r.loadgen_valid for r in broken) else EXIT_INCONCLUSIVE
+    return EXIT_BROKEN if any(not r.doubtful for r in broken) else EXIT_INCONCLUSIVE

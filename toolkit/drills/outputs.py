@@ -86,8 +86,8 @@ def build_summary(*, asrtk_version: str, created: datetime, complete: bool, inco
 
 def json_document(summary: dict[str, Any]) -> dict[str, Any]:
     """``--json FILE``: {"drills": [{name, passed, errors, error_bound, recovery_s, recovery_bound_s, detail,
-    loadgen}]}."""
-    keys = ("name", "passed", "errors", "error_bound", "recovery_s", "recovery_bound_s", "detail", "loadgen")
+    loadgen, host}]}."""
+    keys = ("name", "passed", "errors", "error_bound", "recovery_s", "recovery_bound_s", "detail", "loadgen", "host")
     return {"drills": [{k: d.get(k) for k in keys} for d in summary.get("drills", [])],
             "complete": summary.get("complete"), "exit_code": summary.get("exit_code"),
             "broken": summary.get("broken", [])}
@@ -138,6 +138,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> 
     for d in summary.get("drills", []):
         out += [f"### {d['name']}: {_state(d.get('passed'))}", "", d.get("detail", ""), "",
                 *[f"**Load generator INVALID:** {w}\n" for w in (d.get("loadgen") or {}).get("warnings", [])],
+                *[f"**DISTURBED host:** {w}\n" for w in (d.get("host") or {}).get("warnings", [])],
                 _md_table(["promise", "state", "measured", "bound", "why"],
                           [[p["text"], {True: "held", False: "BROKEN", None: "unknown"}[p["held"]], p["measured"],
                             p["bound"], p["why"]] for p in d.get("promises", [])]), ""]
@@ -257,6 +258,7 @@ def render_html(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
     for d in summary.get("drills", []):
         out.append(f"<h2>{e(d['name'])}: {_state(d.get('passed'))}</h2><p>{e(d.get('detail', ''))}</p>")
         out += [f"<p><b>Load generator INVALID:</b> {e(w)}</p>" for w in (d.get("loadgen") or {}).get("warnings", [])]
+        out += [f"<p><b>DISTURBED host:</b> {e(w)}</p>" for w in (d.get("host") or {}).get("warnings", [])]
         out.append(_svg(d["name"], rows, d.get("events", []), slo_s))
         out.append("<table><tr><th>promise</th><th>state</th><th>measured</th><th>bound</th><th>why</th></tr>")
         for p in d.get("promises", []):

@@ -167,6 +167,19 @@ def loadgen_check(rec: Any, cpu_s: float, wall_s: float) -> dict[str, Any]:
             "schedule_lag_p99_s": lag_p99, "late_starts": m.late_starts}
 
 
+def host_check(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The bench's host summary over one drill's 1 Hz samples, with its warnings (disturbed)."""
+    from toolkit import thresholds
+    from toolkit.results import host_warnings
+    from toolkit.samplers import host_summary
+
+    if not rows:
+        return None
+    cores = int(rows[-1].get("_cores") or 1)
+    host = host_summary(rows, cores, thresholds.from_env().disturbed_cores(cores))
+    return {**host, "warnings": host_warnings(host)}
+
+
 class _LogTail:
     """nginx's access log, read incrementally (the drill waits on what nginx did)."""
 
@@ -237,6 +250,7 @@ class _Runner:
     def __init__(self, cfg: DrillConfig) -> None:
         self.cfg = cfg
         self.fleet: Any = None
+        self.target_pids: list[int] = []  # a --target served from this host (found listening on its port)
         self.log: _LogTail | None = None
         self.base_url = ""
         self.capacity_rps: float | None = cfg.capacity_rps
@@ -292,21 +306,25 @@ class _Runner:
             finally:
                 drv.stop()
 
+        host = self.host_sampler()
+
         def sample() -> None:
             while True:
                 gevent.sleep(1.0)
                 t = drill.clock()
-                for rname, rss in self.fleet.rss_bytes().items():
-                    if rss is not None:
-                        samples.append((t, rname, rss))
+                if self.fleet is not None:
+                    host.source.set_target_roots(self.fleet.pids())  # replicas come and go
+                    for rname, rss in self.fleet.rss_bytes().items():
+                        if rss is not None:
+                            samples.append((t, rname, rss))
+                host_rows.append(host.sample())
 
         samples: list[tuple[float, str, int]] = []
+        host_rows: list[dict[str, Any]] = []
         drill.t0 = time.perf_counter()
         drill.epoch0 = time.time()
         self.current = drv
-        greenlets = [gevent.spawn(act)]
-        if self.fleet is not None:
-            greenlets.append(gevent.spawn(sample))
+        greenlets = [gevent.spawn(act), gevent.spawn(sample)]
         cpu0 = time.process_time()
         try:
             drv.run(drill.t0)
@@ -328,7 +346,16 @@ class _Runner:
             proxy=parse_access_log(drill.proxy_lines(), drill.epoch0) if self.log is not None else None,
             rss=samples if self.fleet is not None else None, replicas=replicas, base_rps=self.base_rps,
             note="interrupted" if self.interrupted else "",
-            loadgen=loadgen_check(rec, time.process_time() - cpu0, time.perf_counter() - drill.t0))
+            loadgen=loadgen_check(rec, time.process_time() - cpu0, time.perf_counter() - drill.t0),
+            host=host_check(host_rows))
+
+    def host_sampler(self) -> Any:
+        """This host's CPU, split into the load generator, the target (the fleet, or a target found
+        listening here) and other work: the interference that labels a drill disturbed."""
+        from toolkit.samplers import HostSampler, PsutilSource
+
+        roots = self.fleet.pids() if self.fleet is not None else self.target_pids
+        return HostSampler(PsutilSource(target_pids=roots))
 
     # -- facts ---------------------------------------------------------------------------------
     def facts(self) -> Any:
@@ -732,13 +759,15 @@ def run_drill(cfg: DrillConfig, now: Callable[[], datetime] = lambda: datetime.n
                     break  # a drill cut short is not judged
                 res = judge(run, runner.facts())
                 res.wall_s = time.perf_counter() - t
-                res.loadgen = run.loadgen
+                res.loadgen, res.host = run.loadgen, run.host
                 runs.append(run)
                 out.append(res)
                 state = {True: "held", False: "BROKEN", None: "partly unknown"}[res.passed]
                 _say(cfg, f"drill {name}: {state} ({res.wall_s:.0f} s): {res.detail}")
                 for warning in (run.loadgen or {}).get("warnings", []):
                     _say(cfg, f"drill {name}: load generator INVALID: {warning}")
+                for warning in (run.host or {}).get("warnings", []):
+                    _say(cfg, f"drill {name}: DISTURBED host: {warning}")
         except KeyboardInterrupt:
             runner.interrupted = True
         except TargetError as exc:
@@ -774,6 +803,9 @@ def _start_target(runner: _Runner) -> None:
         runner.sets, runner.weights = prepare_request_sets(cfg.scenario, cfg.headers)
     probe.preflight(base_url, cfg.headers)
     runner.base_url = base_url
+    from toolkit.engine.local_target import discover
+
+    runner.target_pids = discover(base_url).pids  # empty for a target on another host
     if cfg.nginx_conf is not None:
         try:
             text = Path(cfg.nginx_conf).read_text(encoding="utf-8")

@@ -161,6 +161,11 @@ class EmbeddedFleet:
         if r.pid:
             os.kill(r.pid, signal.SIGCONT)
 
+    def pids(self) -> list[int]:
+        """The processes serving now: nginx's master (its workers are its children) and every running replica."""
+        nginx = [self._nginx.pid] if self._nginx is not None and self._nginx.poll() is None else []
+        return nginx + [r.pid for r in self.replicas if r.pid]
+
     def rss_bytes(self) -> dict[str, int | None]:
         """Resident memory of every running replica (None where none runs)."""
         import psutil
