@@ -153,7 +153,9 @@ def decode(data: bytes | memoryview, max_audio_s: float, on_header: Callable[[in
             on_header(frames, channels, sr)
         n = min(frames, int(max_audio_s * sr) + 1)
         x = np.frombuffer(data, dtype=dtype, count=n * channels, offset=offset)
-        x = x.astype(np.float32) * np.float32(1 / 32768) if dtype == "<i2" else x.astype(np.float32)
+        x = x.astype(np.float32)  # a copy: the samples outlive the request body
+        if dtype == "<i2":
+            x *= np.float32(1 / 32768)  # in place: one float32 array at a time (the memory budget)
         return _finish(x if channels == 1 else x.reshape(n, channels), sr, max_audio_s)
     truncated = _wav_truncation(data)
     if truncated:
