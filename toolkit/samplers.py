@@ -28,23 +28,7 @@ class HostSource(Protocol):
     def cpu_percent_per_core(self) -> list[float]: ...
     def memory_used_bytes(self) -> int: ...
     def loadgen_cpu_percent(self) -> list[float]: ...
-    def set_target_roots(self, pids: Sequence[int]) -> None:
-        """Follow a target whose processes change (a fleet whose replicas are killed and restarted).
-        A root not seen before started since the last read, so all its CPU is counted in the next
-        one (a baseline of zero then), not charged to "other work" as a baseline at the read would."""
-        if sorted(pids) == sorted(p.pid for p in self._target_roots):
-            return
-        roots = []
-        for pid in pids:
-            try:
-                roots.append(self._psutil.Process(pid))
-            except self._psutil.Error:
-                continue
-            if pid not in self._last:
-                self._last[pid] = (0.0, self._target_read_at)
-        self._target_roots = roots
-        self._tree_at = -math.inf
-
+    def set_target_roots(self, pids: Sequence[int]) -> None: ...
     def target_cpu_percent(self) -> float | None: ...
     def cpu_split_cores(self) -> tuple[float, float] | None: ...
 
