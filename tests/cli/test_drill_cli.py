@@ -98,5 +98,5 @@ def test_check_config_accepts_a_target_with_its_hooks() -> None:
 def test_help_names_the_drills_and_the_exit_codes() -> None:
     r = runner.invoke(app, ["drill", "--help"])
     assert r.exit_code == 0
-    for word in ("kill", "restart", "hang", "overload", "failover", "--inject", "3 a promise broke"):
+    for word in ("kill", "restart", "hang", "overload", "failover", "--inject", "3 a promise broke", "4 inconclusive"):
         assert word in r.stdout

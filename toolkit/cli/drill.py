@@ -48,7 +48,9 @@ def drill(
 
     Exit codes: 0 every promise held; 1 the drill could not run (a fleet process did not
     start, a hook failed); 2 bad usage; 3 a promise broke (one line each on stderr);
-    130 interrupted (what was judged is written, marked incomplete).
+    4 inconclusive (promises broke only in drills whose load generator was invalid or whose
+    host was disturbed by other work); 130 interrupted (what was judged is written, marked
+    incomplete).
 
     Examples:
 
