@@ -10,10 +10,6 @@ were read into memory in a probe). :func:`protocol_class` returns a subclass tha
   shape ``{"error": {"code", "message"}}`` (and closes the connection, as uvicorn does).
 
 The bytes of the request never reach the log: uvicorn's own warning is a constant string.
-
-It also hands uvicorn a :class:`CoalescingTransport`: uvicorn writes a response's head and
-its body separately, two ``send`` system calls and two wake-ups of the client on loopback
-(about 130 us each on the 2-core VM, a sixth of the event loop's time per /recognize).
 """
 
 from __future__ import annotations
@@ -38,64 +34,6 @@ def error_bytes(status: int) -> bytes:
     return head + body
 
 
-FLUSH_AT_BYTES = 64 * 1024
-
-
-class CoalescingTransport:
-    """A transport whose writes within one turn of the event loop leave in one ``write``.
-
-    Everything else is the real transport's. ``close`` and ``write_eof`` flush first, and so
-    does a write that brings 64 KiB pending (a response streamed without yielding to the loop
-    still meets the real transport's flow control); ``abort`` drops what is pending, as the
-    real ``abort`` would.
-    """
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self._pending: list[bytes] = []
-        self._size = 0
-        self._loop = asyncio.get_running_loop()
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return
-        if not self._pending:
-            self._loop.call_soon(self.flush)
-        self._pending.append(bytes(data))
-        self._size += len(data)
-        if self._size >= FLUSH_AT_BYTES:  # a response streamed without yielding: the real transport's flow control
-            self.flush()
-
-    def writelines(self, lines: "list[bytes]") -> None:
-        for data in lines:
-            self.write(data)
-
-    def flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
-            self._pending, self._size = [], 0
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + self._size
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._pending, self._size = [], 0
-        self._transport.abort()
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self._transport, name)
-
-
 def protocol_class(max_header_bytes: int) -> type[asyncio.Protocol]:
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -116,9 +54,6 @@ def protocol_class(max_header_bytes: int) -> type[asyncio.Protocol]:
         _head_bytes = 0
         _in_body = False
         _head_too_large = False
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
 
         def data_received(self, data: bytes) -> None:
             if not self._in_body:
