@@ -13,7 +13,7 @@ import math
 import os
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -64,19 +64,26 @@ def _finish(data: np.ndarray, sr: int, max_audio_s: float) -> np.ndarray:
     return resample(data.astype(np.float32, copy=False), sr)
 
 
-def _wav_truncation(data: bytes | memoryview) -> str:
-    """libsndfile silently reads a cut-off WAV; compare the data chunk's declared size with what arrived."""
+def _riff_chunks(data: bytes | memoryview) -> Iterator[tuple[bytes, int, int]]:
+    """``(chunk id, offset of its body, declared size)`` of each chunk of a RIFF/WAVE file, in
+    order; nothing for other data. Sizes are as declared: the caller checks them against the data."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return ""
+        return
     pos = 12
     while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        yield bytes(data[pos:pos + 4]), pos + 8, size
+        pos += 8 + size + (size & 1)
+
+
+def _wav_truncation(data: bytes | memoryview) -> str:
+    """libsndfile silently reads a cut-off WAV; compare the data chunk's declared size with what arrived."""
+    for cid, body, size in _riff_chunks(data):
         if cid == b"data":
-            have = len(data) - pos - 8
+            have = len(data) - body
             if 0 < size < 0xFFFFFFFF and have < size:  # 0 / 0xFFFFFFFF: streamed WAV of unknown length
                 return f"truncated WAV: the header declares {size} bytes of samples but {have} arrived"
             return ""
-        pos += 8 + size + (size & 1)
     return ""
 
 
@@ -90,11 +97,8 @@ _KSDATAFORMAT_TAIL = bytes.fromhex("000000001000800000aa00389b71")  # the SubFor
 def simple_wav(data: bytes | memoryview) -> tuple[int, int, str, int, int] | None:
     """``(sample_rate, channels, dtype, offset, frames)`` of a PCM16 or float32 WAV whose data chunk
     is sized and complete, else None. Pure header arithmetic: no sample is read."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    pos, fmt = 12, None
-    while pos + 8 <= len(data):
-        cid, size, body = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little"), pos + 8
+    fmt = None
+    for cid, body, size in _riff_chunks(data):
         if cid == b"fmt ":
             if size < 16 or body + size > len(data):
                 return None
@@ -113,7 +117,6 @@ def simple_wav(data: bytes | memoryview) -> tuple[int, int, str, int, int] | Non
                 return None
             sr, channels, dtype, block = fmt
             return sr, channels, dtype, body, size // block
-        pos = body + size + (size & 1)
     return None
 
 

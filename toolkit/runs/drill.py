@@ -790,6 +790,7 @@ def _start_target(runner: _Runner) -> None:
     from toolkit.drills.logs import proxy_facts
     from toolkit.engine import probe
     from toolkit.engine import schedule
+    from toolkit.engine.local_target import discover
     from toolkit.scenario import Stage
     from toolkit.units import split_target
 
@@ -803,8 +804,6 @@ def _start_target(runner: _Runner) -> None:
         runner.sets, runner.weights = prepare_request_sets(cfg.scenario, cfg.headers)
     probe.preflight(base_url, cfg.headers)
     runner.base_url = base_url
-    from toolkit.engine.local_target import discover
-
     runner.target_pids = discover(base_url).pids  # empty for a target on another host
     if cfg.nginx_conf is not None:
         try:
