@@ -91,18 +91,24 @@ TEST_BUDGET_S = 1500
 @pytest.mark.timeout(TEST_BUDGET_S + 60)
 def test_sweep_converges_and_plan_validate_matches_prediction(tmp_path: Path) -> None:
     # A prediction can only be checked like for like. On a shared VM the hypervisor's CPU steal
-    # comes and goes over minutes: when the validation misses the prediction and plan validate
-    # says the two runs were not comparable (CPU per request moved > 10%, or the host was
-    # busy), the whole measurement is repeated once, if there is time for it.
+    # comes and goes over minutes, and the VM's speed flips between two states (raw inference
+    # throughput 200 or 280 clips/s, benchmarks/server_overhead.py), which CPU per request shows
+    # only in part: plan validate once called a +39% miss like for like (CPU per request +7%,
+    # other work 0.10 cores against the sweep's 0.07) in a run whose other tests saw 0.2 cores of
+    # steal. So a miss is measured again, sweep and all, once, if there is time; a planner that
+    # is wrong misses both times.
     t0 = time.monotonic()
     for attempt in (1, 2):
         t_attempt = time.monotonic()
         _wall, _cap, sweep_dir, v = _sweep_plan_validate(tmp_path / f"attempt-{attempt}")
-        if abs(v["deviation"]) <= 0.20 or v["comparable"]:
+        if abs(v["deviation"]) <= 0.20:
             break
-        print(f"attempt {attempt} missed ({v['deviation']:+.0%}) and was not like for like: {v['comparability']}")
+        print(f"attempt {attempt} missed ({v['deviation']:+.0%}); like for like by plan validate's checks: "
+              f"{v['comparable']} {v['comparability']}")
         took = time.monotonic() - t_attempt
         if attempt == 1 and time.monotonic() - t0 + 1.5 * took > TEST_BUDGET_S:
+            if v["comparable"]:
+                break  # no time to measure again: the miss stands
             pytest.skip(f"not like for like ({v['comparability']}) and no time left to measure again "
                         f"(the attempt took {took:.0f}s)")
     table = (sweep_dir / "report.md").read_text().split("## Steps", 1)[-1]
