@@ -16,7 +16,8 @@
 Run: ``python benchmarks/loadgen.py [--seconds 10] [--json FILE]``. Needs nginx on PATH.
 ``--json`` writes the figures as keys: locust_ratio, processes_speedup, lag_p99_ms,
 offset_p50_ms, offset_p99_ms (and the context: rates, the raw client's offsets, the speed-up the
-cores allow and the scaling efficiency, ...).
+cores allow and the scaling efficiency, ...), and ``host``/``disturbed``: asrtk's own host check
+for each phase (CPU steal, other work), printed as DISTURBED next to the figures it touches.
 """
 
 from __future__ import annotations
@@ -110,6 +111,21 @@ def _get(url: str) -> bytes:
         return r.read()
 
 
+def host_state(summary: dict) -> dict:
+    """What asrtk's own host check said of a run: a figure measured while the hypervisor stole CPU
+    or other work ran is labelled so (the JSON's ``host`` and ``disturbed`` keys, the printed lines)."""
+    h = summary.get("host") or {}
+    return {"disturbed": bool(h.get("disturbed")), "steal_cores": h.get("steal_cpu_cores_mean"),
+            "other_cores": h.get("other_cpu_cores_mean")}
+
+
+def label(state: dict) -> str:
+    if not state["disturbed"]:
+        return ""
+    return (f" [DISTURBED host: CPU steal {state['steal_cores'] or 0:.2f} cores, other processes "
+            f"{state['other_cores'] or 0:.2f}]")
+
+
 def quantile(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, int(round(q * (len(xs) - 1)))))]
@@ -182,7 +198,10 @@ def main() -> None:
     nginx, url = start_nginx(tmp)
     try:
         loc = locust(url, 64, sec, 2.0)
-        over = scenario(tmp, 40000, sec, 2.0)
+        # offered far above what one process sends: the backlog grows, and arrivals are sent in
+        # schedule order, so by the end only the first ~30% of the schedule has gone out; a short
+        # warm-up keeps sent arrivals inside the measured window (else, at --seconds 4, none were)
+        over = scenario(tmp, 40000, sec, max(0.5, 0.1 * sec))
         one = asrtk(url, over, tmp / "r1")
         two = asrtk(url, over, tmp / "r2", processes=2)
         lag = asrtk(url, scenario(tmp, 1000, sec, 2.0), tmp / "r3")
@@ -204,21 +223,24 @@ def main() -> None:
                loadgen_cpu_percent_2proc_busiest=lg2, processes_rps_per_loadgen_core_ratio=per_core,
                processes_speedup_cores_allow=possible,
                processes_scaling_efficiency=(r2 / r1) / possible if possible else None)
+    hosts = {"asrtk_1proc": host_state(one), "asrtk_2proc": host_state(two), "lag": host_state(lag)}
     out.update(locust_rps=rl, asrtk_rps=r1, asrtk_2proc_rps=r2, locust_ratio=r1 / rl, processes_speedup=r2 / r1,
                lag_p50_ms=lp50, lag_p99_ms=lp99, lag_achieved_rps=lag["load"]["achieved_rps"],
                lag_loadgen_cpu_percent=lag["loadgen"]["cpu_mean_percent"])
     print(f"machine: {os.cpu_count()} cores (nginx 1 worker on the same cores)")
     print(f"plain Locust FastHttpUser (64 users, 1 process): {rl:8.0f} req/s")
-    print(f"asrtk open loop, 1 process (offered 40000/s):     {r1:8.0f} req/s  ratio {r1 / rl:.2f} (target >= 1.0)")
+    print(f"asrtk open loop, 1 process (offered 40000/s):     {r1:8.0f} req/s  ratio {r1 / rl:.2f} (target >= 1.0)"
+          + label(hosts["asrtk_1proc"]))
     print(f"asrtk open loop, --processes 2:                   {r2:8.0f} req/s  speed-up {r2 / r1:.2f} (target >= 1.8); "
           f"nginx used {ng1 or 0:.2f} / {ng2 or 0:.2f} cores of {os.cpu_count()} (1 / 2 processes), load generator "
           f"{lg1 or 0:.0f}% / {lg2 or 0:.0f}% (busiest process): req/s per load-generator core "
-          + (f"{per_core:.2f}x" if per_core else "unknown"))
+          + (f"{per_core:.2f}x" if per_core else "unknown") + label(hosts["asrtk_2proc"]))
     if possible:
         print(f"  the cores allow a speed-up of {possible:.2f} ((cores - nginx's) / one process's CPU): scaling "
               f"efficiency {(r2 / r1) / possible:.2f} (target >= 0.9)")
     print(f"schedule lag at 1000 req/s: p50 {lp50:.2f} ms, p99 {lp99:.2f} ms (target <= 1 ms), achieved "
-          f"{lag['load']['achieved_rps']:.0f} req/s, loadgen CPU mean {lag['loadgen']['cpu_mean_percent'] or 0:.0f}%")
+          f"{lag['load']['achieved_rps']:.0f} req/s, loadgen CPU mean {lag['loadgen']['cpu_mean_percent'] or 0:.0f}%"
+          + label(hosts["lag"]))
 
     # Measurement error: measured - injected at 100 req/s, lognormal delays (median 20 ms, sigma 0.5).
     proc, durl = start_delay_server("--median-ms", "20", "--sigma", "0.5")
@@ -232,12 +254,14 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=10)
     t50, t99 = quantile(truth, 0.5), quantile(truth, 0.99)
+    hosts["offset"] = host_state(m)
     o50, o99 = (m["latency_s"]["p50"] - t50) * 1000, (m["latency_s"]["p99"] - t99) * 1000
-    out.update(offset_p50_ms=o50, offset_p99_ms=o99, raw_offset_p50_ms=raw50 * 1000, raw_offset_p99_ms=raw99 * 1000,
+    out.update(offset_lag_p99_ms=m["loadgen"]["schedule_lag_p99_s"] * 1000, offset_p50_ms=o50, offset_p99_ms=o99, raw_offset_p50_ms=raw50 * 1000, raw_offset_p99_ms=raw99 * 1000,
                offset_requests=len(truth), truth_p50_ms=t50 * 1000, truth_p99_ms=t99 * 1000)
     print(f"measurement error at 100 req/s (server's own p50 {t50 * 1000:.2f} ms, p99 {t99 * 1000:.2f} ms, "
           f"{len(truth)} requests): asrtk measured - injected p50 {o50:+.2f} ms, p99 {o99:+.2f} ms (target <= 1 ms); "
-          f"raw-socket client floor (paired) p50 {raw50 * 1000:+.2f} ms, p99 {raw99 * 1000:+.2f} ms")
+          f"raw-socket client floor (paired) p50 {raw50 * 1000:+.2f} ms, p99 {raw99 * 1000:+.2f} ms; asrtk's schedule lag "
+          f"p99 {m['loadgen']['schedule_lag_p99_s'] * 1000:.2f} ms (in the measured latency)" + label(hosts["offset"]))
 
     # Coordinated omission: freeze F=1 s every P=5 s, service 5 ms, 160 req/s.
     proc, furl = ls.start("--freeze-every", "5", "--freeze-s", "1", "--service-ms", "5")
@@ -250,14 +274,19 @@ def main() -> None:
         lc = locust(furl, 8, 20, 2.0, wait=0.045)  # 8 users x ~20/s ~= 160 req/s while not frozen
     finally:
         ls.stop(proc)
+    hosts["freeze"] = host_state(fr)
     analytic = 0.005 + 0.75 * 1.0
     out.update(freeze_p95_ms=fr["latency_s"]["p95"] * 1000, freeze_analytic_p95_ms=analytic * 1000,
                freeze_locust_p95_ms=lc["p95_s"] * 1000)
     print(f"freeze 1 s every 5 s, service 5 ms: analytical open-loop p95 {analytic * 1000:.0f} ms")
     print(f"  asrtk open loop at 160 req/s:  p95 {fr['latency_s']['p95'] * 1000:.0f} ms "
           f"({(fr['latency_s']['p95'] / analytic - 1) * 100:+.1f}% vs analytical), p99 "
-          f"{fr['latency_s']['p99'] * 1000:.0f} ms")
+          f"{fr['latency_s']['p99'] * 1000:.0f} ms" + label(hosts["freeze"]))
     print(f"  Locust closed loop (8 users):  p95 {lc['p95_s'] * 1000:.0f} ms at {lc['rps']:.0f} req/s achieved")
+    out.update(host=hosts, disturbed=sorted(k for k, v in hosts.items() if v["disturbed"]))
+    if out["disturbed"]:
+        print(f"DISTURBED host in {', '.join(out['disturbed'])}: those figures measured this VM's neighbours as well; "
+              "rerun on a quiet host before comparing them with the targets")
     shutil.rmtree(tmp, ignore_errors=True)
     if a.json:
         a.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -18,7 +18,9 @@ the median over windows is the figure; the range is printed beside it.
 
 The load generator runs on the same machine (asyncio streams, the multipart request
 built once), so on a small box part of the gap is still the client's own CPU: the client's
-CPU is printed next to the ratio.
+CPU is printed next to the ratio. The hypervisor's CPU steal over each preset's windows is read
+from /proc/stat: above asrtk's disturbed threshold (0.05 of the cores, ASRTK_DISTURBED_SHARE)
+the preset is printed as DISTURBED and listed in the JSON's ``disturbed``.
 
     python benchmarks/server_overhead.py                       # tiny and small, 4 s clips
     python benchmarks/server_overhead.py --preset small --clip-s 8 --duration-s 30 --json out.json
@@ -39,6 +41,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from toolkit.thresholds import from_env  # noqa: E402  - the run's disturbed threshold, as asrtk bench's
 
 
 def clip(seconds: float) -> np.ndarray:
@@ -170,6 +174,16 @@ def flanked(windows: list[tuple[str, float]], i: int, kind: str) -> float:
     return sum(sides) / len(sides)
 
 
+def steal_s() -> float | None:
+    """CPU time the hypervisor took from this VM so far (/proc/stat, all CPUs; None off Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    return float(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else None
+
+
 def span(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
 
@@ -202,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         windows: list[tuple[str, float]] = []
         errors, client_cpu = 0, []
         window_s = a.window_s
+        steal0, t0 = steal_s(), time.monotonic()
 
         def raw_windows() -> None:
             windows.append(("raw", raw.throughput(a.max_batch, window_s)))
@@ -231,17 +246,23 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for srv in servers.values():
                 srv.stop()
+        steal1 = steal_s()
+        steal = (steal1 - steal0) / (time.monotonic() - t0) if steal0 is not None and steal1 is not None else None
         idx = [i for i, (k, _) in enumerate(windows) if k == f"b{a.max_batch}"]
         overhead = [windows[i][1] / flanked(windows, i, "raw") for i in idx]
         vs_spin = [windows[i][1] / flanked(windows, i, "spin") for i in idx]
         speedup = [windows[i][1] / flanked(windows, i, "b1") for i in idx]
-        summary.append((preset, overhead, vs_spin, speedup, windows, errors, statistics.median(client_cpu), window_s))
+        summary.append((preset, overhead, vs_spin, speedup, windows, errors, statistics.median(client_cpu), window_s,
+                        steal))
     print()
     print(f"{'preset':8} {'server/raw, same batch':>28} {'server/raw with spinning':>28} "
           f"{'batching speed-up b{}/b1'.format(a.max_batch):>28} {'errors':>7} {'client CPU':>11}")
-    for preset, overhead, vs_spin, speedup, _, errors, ccpu, _ in summary:
-        print(f"{preset:8} {span(overhead):>28} {span(vs_spin):>28} {span(speedup):>28} {errors:>7} {ccpu:>9.2f} c")
-    print("(median [min-max] over windows; each server window against the raw windows on either side of it)")
+    limit = from_env().disturbed_cores(os.cpu_count() or 1)
+    for preset, overhead, vs_spin, speedup, _, errors, ccpu, _, steal in summary:
+        print(f"{preset:8} {span(overhead):>28} {span(vs_spin):>28} {span(speedup):>28} {errors:>7} {ccpu:>9.2f} c"
+              + (f"  DISTURBED host: CPU steal {steal:.2f} cores (> {limit:g})" if steal and steal > limit else ""))
+    print("(median [min-max] over windows; each server window against the raw windows on either side of it; the "
+          "hypervisor's CPU steal is read from /proc/stat over each preset's windows)")
     if a.json:
         import json
 
@@ -251,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             "overhead_vs_spinning_raw_median": statistics.median(vs), "overhead_vs_spinning_raw_windows": vs,
             "batching_speedup_median": statistics.median(sp), "batching_speedup_windows": sp,
             "errors": errors, "client_cpu_cores": ccpu, "window_s": win,
-            "windows": [{"kind": k, "per_s": v} for k, v in windows]}
-            for preset, o, vs, sp, windows, errors, ccpu, win in summary}
+            "windows": [{"kind": k, "per_s": v} for k, v in windows],
+            "steal_cpu_cores_mean": steal, "disturbed": bool(steal and steal > limit)}
+            for preset, o, vs, sp, windows, errors, ccpu, win, steal in summary}
+        doc["disturbed"] = sorted(preset for preset, *_, steal in summary if steal and steal > limit)
         doc["targets"] = {"tiny": 0.85, "small": 0.95}
         doc["context"] = {"cores": os.cpu_count(), "clip_s": a.clip_s, "max_batch": a.max_batch,
                           "concurrency": concurrency, "min_window_s": a.window_s, "duration_s": a.duration_s}
