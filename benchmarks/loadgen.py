@@ -38,6 +38,10 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import latency_server as ls  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from toolkit.samplers import host_steal_s  # noqa: E402
+from toolkit.thresholds import from_env  # noqa: E402
+
 LOCUST_SCRIPT = r"""
 import sys, time, json
 import gevent
@@ -114,16 +118,21 @@ def _get(url: str) -> bytes:
 def host_state(summary: dict) -> dict:
     """What asrtk's own host check said of a run: a figure measured while the hypervisor stole CPU
     or other work ran is labelled so (the JSON's ``host`` and ``disturbed`` keys, the printed lines)."""
-    h = summary.get("host") or {}
+    h, lg = summary.get("host") or {}, summary.get("loadgen") or {}
     return {"disturbed": bool(h.get("disturbed")), "steal_cores": h.get("steal_cpu_cores_mean"),
-            "other_cores": h.get("other_cpu_cores_mean")}
+            "other_cores": h.get("other_cpu_cores_mean"), "loadgen_valid": lg.get("valid", True)}
 
 
 def label(state: dict) -> str:
-    if not state["disturbed"]:
-        return ""
-    return (f" [DISTURBED host: CPU steal {state['steal_cores'] or 0:.2f} cores, other processes "
-            f"{state['other_cores'] or 0:.2f}]")
+    """What a phase's figure is worth: DISTURBED host, and the load generator's own verdict where it
+    is news (not in the saturation runs, which saturate it by design: ``loadgen_valid`` None)."""
+    out = ""
+    if state.get("loadgen_valid") is False:
+        out += " [load generator INVALID by its own check]"
+    if state["disturbed"]:
+        other = "" if state["other_cores"] is None else f", other processes {state['other_cores']:.2f}"
+        out += f" [DISTURBED host: CPU steal {state['steal_cores'] or 0:.2f} cores{other}]"
+    return out
 
 
 def quantile(xs: list[float], q: float) -> float:
@@ -197,7 +206,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="asrtk-loadgen-"))
     nginx, url = start_nginx(tmp)
     try:
+        st0, tl0 = host_steal_s(), time.monotonic()
         loc = locust(url, 64, sec, 2.0)
+        # plain Locust has no host check of its own: the hypervisor's steal over its run, at least
+        st1 = host_steal_s()
+        steal = (st1 - st0) / (time.monotonic() - tl0) if st0 is not None and st1 is not None else None
+        locust_host = {"disturbed": bool(steal and steal > from_env().disturbed_cores(os.cpu_count() or 1)),
+                       "steal_cores": steal, "other_cores": None}
         # offered far above what one process sends: the backlog grows, and arrivals are sent in
         # schedule order, so by the end only the first ~30% of the schedule has gone out; a short
         # warm-up keeps sent arrivals inside the measured window (else, at --seconds 4, none were)
@@ -223,12 +238,14 @@ def main() -> None:
                loadgen_cpu_percent_2proc_busiest=lg2, processes_rps_per_loadgen_core_ratio=per_core,
                processes_speedup_cores_allow=possible,
                processes_scaling_efficiency=(r2 / r1) / possible if possible else None)
-    hosts = {"asrtk_1proc": host_state(one), "asrtk_2proc": host_state(two), "lag": host_state(lag)}
+    # at saturation the load generator is the bottleneck by design: its invalid flag is not news there
+    hosts = {"locust": locust_host, "asrtk_1proc": host_state(one) | {"loadgen_valid": None},
+             "asrtk_2proc": host_state(two) | {"loadgen_valid": None}, "lag": host_state(lag)}
     out.update(locust_rps=rl, asrtk_rps=r1, asrtk_2proc_rps=r2, locust_ratio=r1 / rl, processes_speedup=r2 / r1,
                lag_p50_ms=lp50, lag_p99_ms=lp99, lag_achieved_rps=lag["load"]["achieved_rps"],
                lag_loadgen_cpu_percent=lag["loadgen"]["cpu_mean_percent"])
     print(f"machine: {os.cpu_count()} cores (nginx 1 worker on the same cores)")
-    print(f"plain Locust FastHttpUser (64 users, 1 process): {rl:8.0f} req/s")
+    print(f"plain Locust FastHttpUser (64 users, 1 process): {rl:8.0f} req/s" + label(hosts["locust"]))
     print(f"asrtk open loop, 1 process (offered 40000/s):     {r1:8.0f} req/s  ratio {r1 / rl:.2f} (target >= 1.0)"
           + label(hosts["asrtk_1proc"]))
     print(f"asrtk open loop, --processes 2:                   {r2:8.0f} req/s  speed-up {r2 / r1:.2f} (target >= 1.8); "
@@ -283,7 +300,10 @@ def main() -> None:
           f"({(fr['latency_s']['p95'] / analytic - 1) * 100:+.1f}% vs analytical), p99 "
           f"{fr['latency_s']['p99'] * 1000:.0f} ms" + label(hosts["freeze"]))
     print(f"  Locust closed loop (8 users):  p95 {lc['p95_s'] * 1000:.0f} ms at {lc['rps']:.0f} req/s achieved")
-    out.update(host=hosts, disturbed=sorted(k for k, v in hosts.items() if v["disturbed"]))
+    out.update(host=hosts, disturbed=sorted(k for k, v in hosts.items() if v["disturbed"]),
+               loadgen_invalid=sorted(k for k, v in hosts.items() if v.get("loadgen_valid") is False))
+    if out["loadgen_invalid"]:
+        print(f"load generator INVALID in {', '.join(out['loadgen_invalid'])} (its lag or CPU over asrtk's limits)")
     if out["disturbed"]:
         print(f"DISTURBED host in {', '.join(out['disturbed'])}: those figures measured this VM's neighbours as well; "
               "rerun on a quiet host before comparing them with the targets")

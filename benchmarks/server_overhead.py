@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from toolkit.samplers import host_steal_s  # noqa: E402
 from toolkit.thresholds import from_env  # noqa: E402  - the run's disturbed threshold, as asrtk bench's
 
 
@@ -174,16 +175,6 @@ def flanked(windows: list[tuple[str, float]], i: int, kind: str) -> float:
     return sum(sides) / len(sides)
 
 
-def steal_s() -> float | None:
-    """CPU time the hypervisor took from this VM so far (/proc/stat, all CPUs; None off Linux)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    return float(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else None
-
-
 def span(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
 
@@ -216,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         windows: list[tuple[str, float]] = []
         errors, client_cpu = 0, []
         window_s = a.window_s
-        steal0, t0 = steal_s(), time.monotonic()
+        steal0, t0 = host_steal_s(), time.monotonic()
 
         def raw_windows() -> None:
             windows.append(("raw", raw.throughput(a.max_batch, window_s)))
@@ -246,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for srv in servers.values():
                 srv.stop()
-        steal1 = steal_s()
+        steal1 = host_steal_s()
         steal = (steal1 - steal0) / (time.monotonic() - t0) if steal0 is not None and steal1 is not None else None
         idx = [i for i, (k, _) in enumerate(windows) if k == f"b{a.max_batch}"]
         overhead = [windows[i][1] / flanked(windows, i, "raw") for i in idx]

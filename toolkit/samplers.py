@@ -48,6 +48,20 @@ def listening_pids(port: int) -> list[int]:
 _CLK_TCK: float | None = None
 
 
+def host_steal_s() -> float | None:
+    """CPU time the hypervisor has taken from this machine so far, all CPUs (seconds, from
+    /proc/stat; None where there is none): the difference over a span, divided by the span, is
+    the steal in cores that the host check counts as interference."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    import os
+
+    return float(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 and fields[0] == "cpu" else None
+
+
 def _proc_cpu_s(pid: int) -> float | None:
     """utime + stime of a process from /proc (Linux), seconds; None when it is gone or unreadable."""
     global _CLK_TCK

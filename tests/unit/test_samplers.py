@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from toolkit import nvml
 from toolkit.samplers import (
     GpuSampler, HostSampler, PrometheusScraper, Telemetry, gpu_summary, host_summary, loadgen_cpu,
-    parse_exposition, server_summary,
+    host_steal_s, parse_exposition, server_summary,
 )
 
 
@@ -75,6 +77,16 @@ def test_host_summary_marks_a_run_disturbed_by_other_work_or_steal() -> None:
     assert b["interference_cpu_cores_mean"] == pytest.approx(0.40) and b["disturbed"] is True
     assert host_summary(busy, 2, threshold_cores=0.5)["disturbed"] is False
     assert host_summary([], 2)["disturbed"] is False  # nothing measured is not a disturbance
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc/stat only")
+def test_host_steal_s_is_the_steal_counter_psutil_reads() -> None:
+    import psutil
+
+    before = psutil.cpu_times().steal
+    got = host_steal_s()
+    after = psutil.cpu_times().steal
+    assert got is not None and before - 0.011 <= got <= after + 0.011  # 1 tick of rounding
 
 
 def test_gpu_sampler_without_nvml_gives_the_reason() -> None:
