@@ -273,7 +273,8 @@ def main() -> None:
     t50, t99 = quantile(truth, 0.5), quantile(truth, 0.99)
     hosts["offset"] = host_state(m)
     o50, o99 = (m["latency_s"]["p50"] - t50) * 1000, (m["latency_s"]["p99"] - t99) * 1000
-    out.update(offset_lag_p99_ms=m["loadgen"]["schedule_lag_p99_s"] * 1000, offset_p50_ms=o50, offset_p99_ms=o99, raw_offset_p50_ms=raw50 * 1000, raw_offset_p99_ms=raw99 * 1000,
+    out.update(offset_lag_p99_ms=m["loadgen"]["schedule_lag_p99_s"] * 1000, offset_p50_ms=o50, offset_p99_ms=o99,
+               raw_offset_p50_ms=raw50 * 1000, raw_offset_p99_ms=raw99 * 1000,
                offset_requests=len(truth), truth_p50_ms=t50 * 1000, truth_p99_ms=t99 * 1000)
     print(f"measurement error at 100 req/s (server's own p50 {t50 * 1000:.2f} ms, p99 {t99 * 1000:.2f} ms, "
           f"{len(truth)} requests): asrtk measured - injected p50 {o50:+.2f} ms, p99 {o99:+.2f} ms (target <= 1 ms); "
