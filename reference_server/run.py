@@ -11,7 +11,7 @@ when a worker cannot load its models, the supervisor stops the others and exits 
 SIGTERM (or SIGINT): /ready turns 503 and new work gets 503 ``draining`` for at least
 --drain-grace-s while in-flight requests finish (at most --drain-timeout-s); then the
 worker stops accepting, answers what the kernel had already queued, closes the listener
-(so new connections are refused, never reset) and exits 0. A second signal exits at once.
+(so new connections are refused, never reset: listener.py) and exits 0. A second signal exits at once.
 With ``--not-ready refuse`` the listener closes at the signal (and listens only once the
 models are loaded): a proxy with passive health checks sees refused connections, which it
 retries elsewhere, instead of 503s to requests it has sent.
@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 from reference_server.config import ServerConfig
+from reference_server.listener import LOCK_ENV, AcceptingLock, take_queued
 from toolkit.errors import UsageError
 
 log = logging.getLogger("reference_server")
@@ -141,6 +142,7 @@ def _make_server(
             self._not_listening: list[socket.socket] = []
             self._sockets: list[socket.socket] = []
             self._refusing = False
+            self._accepting = AcceptingLock.from_env()  # shared with the sibling workers, if any
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -205,6 +207,8 @@ def _make_server(
             self._sockets = list(sockets or [])
             if listen_when_ready and sockets:
                 self._not_listening, sockets = list(sockets), []
+            elif sockets:
+                self._accepting.accepting()
             await super().startup(sockets=sockets)
 
         async def on_tick(self, counter: int) -> bool:
@@ -213,6 +217,7 @@ def _make_server(
                 self.should_exit = True
             if self._not_listening and state.ready:
                 loop = asyncio.get_running_loop()
+                self._accepting.accepting()
                 for sock in self._not_listening:
                     self.servers.append(await loop.create_server(self._protocol, sock=sock, backlog=self.config.backlog))
                 self._not_listening = []
@@ -227,20 +232,18 @@ def _make_server(
             """Close the listening sockets without resetting the connections queued on them.
 
             Closing a listener resets every connection the kernel completed but nobody
-            accepted yet. So: stop the event loop's accepting, accept what is queued, close
-            (new connections are then refused, or go to a sibling worker still listening),
-            and let the last ones send their request before uvicorn closes idle connections.
-            (``asyncio.run`` gives a selector loop: its servers accept through a loop reader.)
+            accepted yet. So: stop the event loop's accepting; if no sibling worker accepts any
+            more, stop new handshakes and let those under way complete (listener.py); accept
+            what is queued, close (new connections are then refused, or go to a sibling worker
+            still listening), and let the last ones send their request before uvicorn closes
+            idle connections. (``asyncio.run`` gives a selector loop: its servers accept
+            through a loop reader.)
             """
             loop = asyncio.get_running_loop()
             listening = [s for s in sockets if s.fileno() != -1 and s not in self._not_listening]
             for sock in listening:
                 loop.remove_reader(sock.fileno())
-            queued: list[socket.socket] = []
-            for sock in listening:
-                with contextlib.suppress(OSError):  # BlockingIOError: the queue is empty
-                    while True:
-                        queued.append(sock.accept()[0])
+            queued = await take_queued(listening, last=bool(listening) and self._accepting.stopped_last())
             for server in self.servers:
                 server.close()
             for sock in sockets:
@@ -428,7 +431,7 @@ def supervise(cfg: ServerConfig, sock: socket.socket) -> int:
     prom_dir = tempfile.mkdtemp(prefix="asrtk-prom-")
     try:
         restarts = worker_restarts_counter(prom_dir)  # sets PROMETHEUS_MULTIPROC_DIR here, workers inherit it
-        env = dict(os.environ, **{CONFIG_ENV: cfg.to_json()})
+        env = dict(os.environ, **{CONFIG_ENV: cfg.to_json(), LOCK_ENV: os.path.join(prom_dir, "listener.lock")})
         code = Supervisor(cfg, sock, env, on_restart=restarts.inc).run()
     finally:
         sock.close()

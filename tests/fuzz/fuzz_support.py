@@ -8,6 +8,7 @@ stops what it starts; every loop is bounded in count and time.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import secrets
@@ -100,8 +101,9 @@ class RawResponse:
     body: bytes
 
 
-def raw_request(url: str, request: bytes, timeout_s: float = 20.0) -> RawResponse:
-    """Send ``request`` as it is (any bytes: no client library normalises it) and read one response.
+def raw_request(url: str, request: bytes, timeout_s: float = 20.0, then_eof: bool = False) -> RawResponse:
+    """Send ``request`` as it is (any bytes: no client library normalises it) and read one response;
+    ``then_eof`` shuts the sending side down after it (the server sees that nothing more comes).
 
     Raises ``ConnectionError`` when the server closes the connection without a response.
     """
@@ -115,6 +117,9 @@ def raw_request(url: str, request: bytes, timeout_s: float = 20.0) -> RawRespons
             sock.sendall(request)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server may answer and close before it has read everything (431, 413)
+        if then_eof:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
         resp = http.client.HTTPResponse(sock)
         try:
             resp.begin()
