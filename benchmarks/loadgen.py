@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import latency_server as ls  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from toolkit.samplers import host_steal_s  # noqa: E402
+from toolkit.samplers import StealSpan  # noqa: E402
 from toolkit.thresholds import from_env  # noqa: E402
 
 LOCUST_SCRIPT = r"""
@@ -206,11 +206,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="asrtk-loadgen-"))
     nginx, url = start_nginx(tmp)
     try:
-        st0, tl0 = host_steal_s(), time.monotonic()
-        loc = locust(url, 64, sec, 2.0)
         # plain Locust has no host check of its own: the hypervisor's steal over its run, at least
-        st1 = host_steal_s()
-        steal = (st1 - st0) / (time.monotonic() - tl0) if st0 is not None and st1 is not None else None
+        steal_span = StealSpan()
+        loc = locust(url, 64, sec, 2.0)
+        steal = steal_span.cores()
         locust_host = {"disturbed": bool(steal and steal > from_env().disturbed_cores(os.cpu_count() or 1)),
                        "steal_cores": steal, "other_cores": None}
         # offered far above what one process sends: the backlog grows, and arrivals are sent in

@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from toolkit.samplers import host_steal_s  # noqa: E402
+from toolkit.samplers import StealSpan  # noqa: E402
 from toolkit.thresholds import from_env  # noqa: E402  - the run's disturbed threshold, as asrtk bench's
 
 
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         windows: list[tuple[str, float]] = []
         errors, client_cpu = 0, []
         window_s = a.window_s
-        steal0, t0 = host_steal_s(), time.monotonic()
+        steal_span = StealSpan()
 
         def raw_windows() -> None:
             windows.append(("raw", raw.throughput(a.max_batch, window_s)))
@@ -237,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for srv in servers.values():
                 srv.stop()
-        steal1 = host_steal_s()
-        steal = (steal1 - steal0) / (time.monotonic() - t0) if steal0 is not None and steal1 is not None else None
+        steal = steal_span.cores()
         idx = [i for i, (k, _) in enumerate(windows) if k == f"b{a.max_batch}"]
         overhead = [windows[i][1] / flanked(windows, i, "raw") for i in idx]
         vs_spin = [windows[i][1] / flanked(windows, i, "spin") for i in idx]
@@ -249,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'preset':8} {'server/raw, same batch':>28} {'server/raw with spinning':>28} "
           f"{'batching speed-up b{}/b1'.format(a.max_batch):>28} {'errors':>7} {'client CPU':>11}")
     limit = from_env().disturbed_cores(os.cpu_count() or 1)
+    disturbed = {preset: bool(steal and steal > limit) for preset, *_, steal in summary}
     for preset, overhead, vs_spin, speedup, _, errors, ccpu, _, steal in summary:
         print(f"{preset:8} {span(overhead):>28} {span(vs_spin):>28} {span(speedup):>28} {errors:>7} {ccpu:>9.2f} c"
-              + (f"  DISTURBED host: CPU steal {steal:.2f} cores (> {limit:g})" if steal and steal > limit else ""))
+              + (f"  DISTURBED host: CPU steal {steal:.2f} cores (> {limit:g})" if disturbed[preset] else ""))
     print("(median [min-max] over windows; each server window against the raw windows on either side of it; the "
           "hypervisor's CPU steal is read from /proc/stat over each preset's windows)")
     if a.json:
@@ -264,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             "batching_speedup_median": statistics.median(sp), "batching_speedup_windows": sp,
             "errors": errors, "client_cpu_cores": ccpu, "window_s": win,
             "windows": [{"kind": k, "per_s": v} for k, v in windows],
-            "steal_cpu_cores_mean": steal, "disturbed": bool(steal and steal > limit)}
+            "steal_cpu_cores_mean": steal, "disturbed": disturbed[preset]}
             for preset, o, vs, sp, windows, errors, ccpu, win, steal in summary}
-        doc["disturbed"] = sorted(preset for preset, *_, steal in summary if steal and steal > limit)
+        doc["disturbed"] = sorted(preset for preset, bad in disturbed.items() if bad)
         doc["targets"] = {"tiny": 0.85, "small": 0.95}
         doc["context"] = {"cores": os.cpu_count(), "clip_s": a.clip_s, "max_batch": a.max_batch,
                           "concurrency": concurrency, "min_window_s": a.window_s, "duration_s": a.duration_s}

@@ -62,6 +62,22 @@ def host_steal_s() -> float | None:
     return float(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 and fields[0] == "cpu" else None
 
 
+class StealSpan:
+    """The hypervisor's CPU steal over a span, in cores: made at its start, :meth:`cores` at its end
+    (None where the machine does not count steal). For work without a host check of its own."""
+
+    def __init__(self, read: Callable[[], float | None] = host_steal_s,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._read, self._clock = read, clock
+        self._steal0, self._t0 = read(), clock()
+
+    def cores(self) -> float | None:
+        steal1, elapsed = self._read(), self._clock() - self._t0
+        if self._steal0 is None or steal1 is None or elapsed <= 0:
+            return None
+        return (steal1 - self._steal0) / elapsed
+
+
 def _proc_cpu_s(pid: int) -> float | None:
     """utime + stime of a process from /proc (Linux), seconds; None when it is gone or unreadable."""
     global _CLK_TCK

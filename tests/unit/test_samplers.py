@@ -9,7 +9,7 @@ import pytest
 from toolkit import nvml
 from toolkit.samplers import (
     GpuSampler, HostSampler, PrometheusScraper, Telemetry, gpu_summary, host_summary, loadgen_cpu,
-    host_steal_s, parse_exposition, server_summary,
+    StealSpan, host_steal_s, parse_exposition, server_summary,
 )
 
 
@@ -87,6 +87,13 @@ def test_host_steal_s_is_the_steal_counter_psutil_reads() -> None:
     got = host_steal_s()
     after = psutil.cpu_times().steal
     assert got is not None and before - 0.011 <= got <= after + 0.011  # 1 tick of rounding
+
+
+def test_a_steal_span_is_the_steal_over_the_elapsed_time_or_none() -> None:
+    steal, now = iter([10.0, 11.5]), iter([100.0, 103.0])
+    assert StealSpan(lambda: next(steal), lambda: next(now)).cores() == 0.5  # 1.5 s stolen in 3 s
+    assert StealSpan(lambda: None, iter([0.0, 1.0]).__next__).cores() is None  # no steal counter
+    assert StealSpan(iter([1.0, 2.0]).__next__, iter([5.0, 5.0]).__next__).cores() is None  # no time passed
 
 
 def test_gpu_sampler_without_nvml_gives_the_reason() -> None:
